@@ -1,0 +1,79 @@
+// Storage types for weights and the conversions between them. Arithmetic is always float32;
+// F16 and BF16 are widened on load (exactly: every f16 and bf16 value is an f32 value).
+
+export type DType = "f32" | "f16" | "bf16";
+export const DTYPES: readonly DType[] = ["f32", "f16", "bf16"];
+export const BYTES: Record<DType, number> = { f32: 4, f16: 2, bf16: 2 };
+/** The numbering the WASM kernels use. */
+export const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** All 65536 f16 values as f32: a table is the clearest exact conversion. */
+export const F16_TABLE = (() => {
+  const t = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const e = (h >> 10) & 0x1f, m = h & 0x3ff, s = h & 0x8000 ? -1 : 1;
+    t[h] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1024 + m) * 2 ** (e - 25);
+  }
+  return t;
+})();
+
+export function bf16ToF32(bits: number): number {
+  u32[0] = bits << 16;
+  return f32[0]!;
+}
+
+/** f32 -> bf16 bits, round to nearest even (what torch's .to(torch.bfloat16) does). */
+export function f32ToBf16(x: number): number {
+  f32[0] = x;
+  const b = u32[0]!;
+  if ((b & 0x7fffffff) > 0x7f800000) return (b >>> 16) | 0x40; // NaN stays a (quiet) NaN
+  return (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+}
+
+/** f32 -> f16 bits, round to nearest even, overflow to infinity, gradual underflow. */
+export function f32ToF16(x: number): number {
+  f32[0] = x;
+  const b = u32[0]!;
+  const sign = (b >>> 16) & 0x8000;
+  const e = (b >>> 23) & 0xff;
+  let m = b & 0x7fffff;
+  if (e === 0xff) return sign | 0x7c00 | (m ? 0x200 : 0);
+  const he = e - 127 + 15;
+  if (he >= 31) return sign | 0x7c00;
+  if (he <= 0) {
+    if (he < -10) return sign;
+    m |= 0x800000; // implicit one, then shift into the subnormal range
+    const shift = 14 - he;
+    const half = 1 << (shift - 1);
+    const rest = m & ((1 << shift) - 1);
+    let r = m >>> shift;
+    if (rest > half || (rest === half && r & 1)) r++;
+    return sign | r;
+  }
+  let r = (he << 10) | (m >>> 13);
+  const rest = m & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && r & 1)) r++; // may carry into the exponent: still correct
+  return sign | r;
+}
+
+/** Convert `count` values of type `from` (raw little-endian bytes) into `to`, written to `dst` bytes. */
+export function convert(src: Uint8Array, from: DType, dst: Uint8Array, to: DType, count: number): void {
+  if (from === to) {
+    dst.set(src.subarray(0, count * BYTES[from]));
+    return;
+  }
+  const s16 = from === "f32" ? null : new Uint16Array(src.buffer, src.byteOffset, count);
+  const s32 = from === "f32" ? new Float32Array(src.buffer, src.byteOffset, count) : null;
+  const read = s32 ? (i: number) => s32[i]! : from === "bf16" ? (i: number) => bf16ToF32(s16![i]!) : (i: number) => F16_TABLE[s16![i]!]!;
+  if (to === "f32") {
+    const d = new Float32Array(dst.buffer, dst.byteOffset, count);
+    for (let i = 0; i < count; i++) d[i] = read(i);
+  } else {
+    const d = new Uint16Array(dst.buffer, dst.byteOffset, count);
+    const narrow = to === "bf16" ? f32ToBf16 : f32ToF16;
+    for (let i = 0; i < count; i++) d[i] = narrow(read(i));
+  }
+}

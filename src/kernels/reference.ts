@@ -1,0 +1,134 @@
+// The readable specification of every kernel, in plain TypeScript over the arena's memory.
+// The SIMD kernels in kernels/ must agree with these (test/kernels.test.ts).
+import type { Arena } from "../arena.js";
+import { F16_TABLE, bf16ToF32, type DType } from "../dtype.js";
+import type { Activation } from "../config.js";
+import type { Kernels } from "./types.js";
+
+/** erf to about 1e-7 (Abramowitz & Stegun 7.1.26), enough for float32 GELU. */
+export function erf(x: number): number {
+  const t = 1 / (1 + 0.3275911 * Math.abs(x));
+  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  return x < 0 ? -y : y;
+}
+
+export const ACTIVATIONS: Record<Activation, (x: number) => number> = {
+  swish: (x) => x / (1 + Math.exp(-x)),
+  gelu: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)), // the exact (erf) form, not the tanh approximation
+  relu: (x) => Math.max(0, x),
+};
+
+export class ReferenceKernels implements Kernels {
+  readonly name: string = "typescript";
+  constructor(protected readonly arena: Arena) {}
+
+  /** Element i of a weight tensor of type `type` at byte offset `ptr`, as a number. */
+  protected weightReader(ptr: number, type: DType): (i: number) => number {
+    const buf = this.arena.memory.buffer;
+    if (type === "f32") {
+      const a = new Float32Array(buf, ptr);
+      return (i) => a[i]!;
+    }
+    const a = new Uint16Array(buf, ptr);
+    return type === "bf16" ? (i) => bf16ToF32(a[i]!) : (i) => F16_TABLE[a[i]!]!;
+  }
+
+  matmul(out: number, x: number, w: number, wType: DType, m: number, n: number, k: number): void {
+    const f = this.arena.f32, W = this.weightReader(w, wType);
+    for (let i = 0; i < m; i++) {
+      const xi = (x >> 2) + i * k;
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let c = 0; c < k; c++) s += f[xi + c]! * W(j * k + c);
+        f[(out >> 2) + i * n + j] = s;
+      }
+    }
+  }
+
+  widen(out: number, src: number, srcType: DType, n: number): void {
+    const f = this.arena.f32, S = this.weightReader(src, srcType);
+    for (let i = 0; i < n; i++) f[(out >> 2) + i] = S(i);
+  }
+
+  rmsNorm(out: number, x: number, weight: number, rows: number, dim: number, eps: number): void {
+    const f = this.arena.f32, w = weight >> 2;
+    for (let r = 0; r < rows; r++) {
+      const xi = (x >> 2) + r * dim, oi = (out >> 2) + r * dim;
+      let ss = 0;
+      for (let c = 0; c < dim; c++) ss += f[xi + c]! * f[xi + c]!;
+      const inv = 1 / Math.sqrt(ss / dim + eps);
+      for (let c = 0; c < dim; c++) f[oi + c] = f[xi + c]! * inv * f[w + c]!;
+    }
+  }
+
+  copyRows(dst: number, dstStride: number, src: number, srcStride: number, rows: number, width: number): void {
+    const f = this.arena.f32;
+    for (let r = 0; r < rows; r++) {
+      const s = (src >> 2) + r * srcStride;
+      f.copyWithin((dst >> 2) + r * dstStride, s, s + width);
+    }
+  }
+
+  rope(x: number, cos: number, sin: number, rows: number, heads: number, headDim: number, pos0: number): void {
+    const f = this.arena.f32, half = headDim / 2;
+    for (let r = 0; r < rows; r++) {
+      const t = (pos0 + r) * half;
+      for (let h = 0; h < heads; h++) {
+        const v = (x >> 2) + (r * heads + h) * headDim;
+        for (let i = 0; i < half; i++) {
+          const c = f[(cos >> 2) + t + i]!, s = f[(sin >> 2) + t + i]!;
+          const a = f[v + i]!, b = f[v + half + i]!;
+          // rotate_half(x) = [-x2, x1]: out = x·cos + rotate_half(x)·sin
+          f[v + i] = a * c - b * s;
+          f[v + half + i] = b * c + a * s;
+        }
+      }
+    }
+  }
+
+  attention(out: number, q: number, kCache: number, vCache: number, scores: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number): void {
+    const f = this.arena.f32, sc = scores >> 2;
+    const group = qHeads / kvHeads; // query heads that share one kv head
+    const scale = 1 / Math.sqrt(headDim);
+    for (let r = 0; r < rows; r++) {
+      const len = pos0 + r + 1; // causal: keys 0..pos0+r
+      for (let h = 0; h < qHeads; h++) {
+        const qi = (q >> 2) + (r * qHeads + h) * headDim;
+        const kv = Math.floor(h / group);
+        let max = -Infinity;
+        for (let s = 0; s < len; s++) {
+          const ki = (kCache >> 2) + (s * kvHeads + kv) * headDim;
+          let d = 0;
+          for (let c = 0; c < headDim; c++) d += f[qi + c]! * f[ki + c]!;
+          f[sc + s] = d * scale;
+          max = Math.max(max, f[sc + s]!);
+        }
+        let sum = 0;
+        for (let s = 0; s < len; s++) {
+          f[sc + s] = Math.exp(f[sc + s]! - max);
+          sum += f[sc + s]!;
+        }
+        const oi = (out >> 2) + (r * qHeads + h) * headDim;
+        for (let c = 0; c < headDim; c++) {
+          let acc = 0;
+          for (let s = 0; s < len; s++) acc += f[sc + s]! * f[(vCache >> 2) + (s * kvHeads + kv) * headDim + c]!;
+          f[oi + c] = acc / sum;
+        }
+      }
+    }
+  }
+
+  activate(out: number, x: number, rows: number, width: number, act: Activation, gated: boolean): void {
+    const f = this.arena.f32, fn = ACTIVATIONS[act], inStride = gated ? 2 * width : width;
+    for (let r = 0; r < rows; r++) {
+      const xi = (x >> 2) + r * inStride, oi = (out >> 2) + r * width;
+      for (let c = 0; c < width; c++) f[oi + c] = fn(f[xi + c]!) * (gated ? f[xi + width + c]! : 1);
+    }
+  }
+
+  add(out: number, x: number, n: number): void {
+    const f = this.arena.f32;
+    for (let i = 0; i < n; i++) f[(out >> 2) + i] = f[(out >> 2) + i]! + f[(x >> 2) + i]!;
+  }
+}
+

@@ -1,0 +1,31 @@
+// The kernel interface: everything model.ts computes goes through these calls. Arguments are byte
+// offsets into the arena's memory (`out`, `x`, `w`, ...) and sizes; kernels never allocate.
+import type { DType } from "../dtype.js";
+import type { Activation } from "../config.js";
+
+export interface Kernels {
+  readonly name: string;
+  /** out[m×n] = x[m×k] · W[n×k]ᵀ, with W stored as `wType` and widened to f32. */
+  matmul(out: number, x: number, w: number, wType: DType, m: number, n: number, k: number): void;
+  /** out[n] = src[n] widened from `srcType` to f32 (an embedding row). */
+  widen(out: number, src: number, srcType: DType, n: number): void;
+  /** Per row of `dim`: out = x / sqrt(mean(x²) + eps) * weight. `out` may equal `x`. */
+  rmsNorm(out: number, x: number, weight: number, rows: number, dim: number, eps: number): void;
+  /** Copy `rows` rows of `width` floats between buffers with row strides (in floats). */
+  copyRows(dst: number, dstStride: number, src: number, srcStride: number, rows: number, width: number): void;
+  /**
+   * Rotate-half RoPE in place on x[rows × heads × headDim], row r at position pos0 + r.
+   * cos, sin: tables [positions × headDim/2].
+   */
+  rope(x: number, cos: number, sin: number, rows: number, heads: number, headDim: number, pos0: number): void;
+  /**
+   * Causal grouped-query attention for `rows` queries at positions pos0.. over a KV cache that holds
+   * positions 0..pos0+rows-1. q: [rows × qHeads × headDim]; kCache, vCache: [positions × kvHeads × headDim];
+   * out: [rows × qHeads × headDim]; scores: scratch of at least pos0+rows floats.
+   */
+  attention(out: number, q: number, kCache: number, vCache: number, scores: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number): void;
+  /** out[rows×width] = act(gate) * up with x rows [gate | up] of 2·width when gated, else act(x). */
+  activate(out: number, x: number, rows: number, width: number, act: Activation, gated: boolean): void;
+  /** out[n] += x[n] (the residual connection). */
+  add(out: number, x: number, n: number): void;
+}

@@ -1,0 +1,201 @@
+#!/usr/bin/env node
+// The openelm command line. The forms `logits`, `generate --ids ... --json` and `info` are the
+// conformance interface other ports drive; keep them stable.
+import { writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { parameterCount } from "../config.js";
+import { DTYPES, type DType } from "../dtype.js";
+import { decode } from "../generate.js";
+import { encodeNpy } from "../npy.js";
+import type { OpenELM } from "../model.js";
+import { TextStream } from "../tokenizer.js";
+import { loadModelFromFolder, loadTokenizerFromFolder } from "./index.js";
+
+/** The model that ships with the package, used when --model is not given (random weights; see README). */
+const DEMO_MODEL = fileURLToPath(new URL("../../ref/oracle/elm-tiny-32k", import.meta.url));
+
+class UsageError extends Error {}
+
+const common = {
+  model: { type: "string" },
+  dtype: { type: "string" },
+  kernels: { type: "string", default: "wasm" },
+  context: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const HELP: Record<string, string> = {
+  logits: `openelm logits --model DIR --ids 1,5,9 --out FILE.npy
+  Write the logits at every position of one full forward pass as float32 .npy, shape (ids, vocab).`,
+  generate: `openelm generate [--model DIR] (--prompt TEXT | --ids 1,5,9) [--max-new-tokens N] [--temperature T]
+                 [--seed S] [--ignore-eos] [--json]
+  Decode with the KV cache (greedy at temperature 0, the default). Streams text for --prompt;
+  --json prints one line {"ids": [...new ids...], ...} instead.`,
+  info: `openelm info [--model DIR]
+  Print the derived architecture: per-layer heads and FFN widths, parameters, dtype, memory.`,
+};
+const OPTIONS = `Options for every command:
+  --model DIR       Hugging Face OpenELM folder (config.json + safetensors); default: the bundled demo model
+  --dtype T         keep weight matrices as f32, f16 or bf16 in memory (default: as stored)
+  --kernels K       wasm (SIMD, default) or typescript (the readable reference kernels)
+  --context N       cap the context (KV cache) below max_context_length`;
+const USAGE = `usage: openelm <command> [options]
+
+${Object.values(HELP).join("\n\n")}
+
+${OPTIONS}`;
+
+function parse<T extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options: { ...common, ...options }, allowPositionals: false, strict: true }).values;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+function parseIds(s: string | undefined): number[] {
+  if (s === undefined) throw new UsageError("--ids is required (comma-separated token ids, e.g. --ids 1,5,9)");
+  const ids = s.split(",").map((t) => t.trim());
+  for (const t of ids) if (!/^\d+$/.test(t)) throw new UsageError(`--ids: "${t}" is not a token id (comma-separated non-negative integers)`);
+  return ids.map(Number);
+}
+
+function parseInt(name: string, s: string | undefined, fallback?: number): number | undefined {
+  if (s === undefined) return fallback;
+  if (!/^\d+$/.test(s)) throw new UsageError(`--${name}: "${s}" is not a non-negative integer`);
+  return Number(s);
+}
+
+function parseNumber(name: string, s: string | undefined, fallback: number): number {
+  if (s === undefined) return fallback;
+  const v = Number(s);
+  if (!Number.isFinite(v) || v < 0) throw new UsageError(`--${name}: "${s}" is not a non-negative number`);
+  return v;
+}
+
+async function load(v: { model?: string; dtype?: string; kernels?: string; context?: string }): Promise<OpenELM> {
+  if (v.dtype !== undefined && !DTYPES.includes(v.dtype as DType)) throw new UsageError(`--dtype: "${v.dtype}" is not one of ${DTYPES.join(", ")}`);
+  if (v.kernels !== "wasm" && v.kernels !== "typescript") throw new UsageError(`--kernels: "${v.kernels}" is not wasm or typescript`);
+  return loadModelFromFolder(v.model ?? DEMO_MODEL, {
+    dtype: v.dtype as DType | undefined,
+    kernels: v.kernels,
+    contextLength: parseInt("context", v.context),
+  });
+}
+
+async function logits(args: string[]) {
+  const v = parse(args, { ids: { type: "string" }, out: { type: "string" } });
+  if (v.help) return console.log(HELP.logits + "\n\n" + OPTIONS);
+  const ids = parseIds(v.ids);
+  if (!v.out) throw new UsageError("--out FILE.npy is required");
+  const model = await load(v);
+  const out = model.forward(model.newCache(), ids, { allPositions: true });
+  await writeFile(v.out, encodeNpy(out, [ids.length, model.config.vocabSize]));
+}
+
+async function generate(args: string[]) {
+  const v = parse(args, {
+    ids: { type: "string" },
+    prompt: { type: "string" },
+    "max-new-tokens": { type: "string" },
+    temperature: { type: "string" },
+    seed: { type: "string" },
+    "ignore-eos": { type: "boolean" },
+    json: { type: "boolean" },
+  });
+  if (v.help) return console.log(HELP.generate + "\n\n" + OPTIONS);
+  if ((v.ids === undefined) === (v.prompt === undefined)) throw new UsageError("give exactly one of --prompt TEXT or --ids 1,5,9");
+  const opts = {
+    maxNewTokens: parseInt("max-new-tokens", v["max-new-tokens"], 64)!,
+    temperature: parseNumber("temperature", v.temperature, 0),
+    seed: parseInt("seed", v.seed, 0),
+    ignoreEos: v["ignore-eos"] ?? false,
+  };
+  const model = await load(v);
+  const tokenizer = v.prompt !== undefined ? await loadTokenizerFromFolder(v.model ?? DEMO_MODEL) : undefined;
+  const promptIds = tokenizer ? tokenizer.encode(v.prompt!) : parseIds(v.ids);
+  const cache = model.newCache();
+  if (promptIds.length > cache.capacity)
+    throw new RangeError(`prompt too long: ${promptIds.length} tokens, but the context holds ${cache.capacity} (max_context_length)`);
+  const room = cache.capacity - promptIds.length + 1; // the last new token needs no cache slot
+  if (opts.maxNewTokens > room) process.stderr.write(`openelm: note: the context holds ${cache.capacity} tokens; stopping after ${room} new tokens\n`);
+  const stream = tokenizer && !v.json ? new TextStream(tokenizer, promptIds[promptIds.length - 1]) : undefined;
+  if (stream) process.stdout.write(v.prompt!);
+
+  const ids: number[] = [];
+  const t0 = performance.now();
+  let tFirst = t0;
+  for (const id of decode(model, cache, promptIds, { ...opts, maxNewTokens: Math.min(opts.maxNewTokens, room) })) {
+    if (ids.length === 0) tFirst = performance.now();
+    ids.push(id);
+    if (stream) process.stdout.write(stream.push(id));
+  }
+  const t1 = performance.now();
+  const timings = {
+    prompt_tokens: promptIds.length,
+    prefill_s: (tFirst - t0) / 1000,
+    prefill_tok_s: promptIds.length / ((tFirst - t0) / 1000),
+    new_tokens: ids.length,
+    decode_s: (t1 - tFirst) / 1000,
+    decode_tok_s: ids.length > 1 ? (ids.length - 1) / ((t1 - tFirst) / 1000) : undefined,
+  };
+  if (v.json) {
+    console.log(JSON.stringify({ ids, ...(tokenizer ? { text: tokenizer.decode(ids) } : {}), timings }));
+    return;
+  }
+  if (stream) process.stdout.write(stream.flush() + "\n");
+  else console.log(ids.join(","));
+  const f = (x: number | undefined) => (x === undefined ? "-" : x.toFixed(1));
+  process.stderr.write(
+    `openelm: prompt ${timings.prompt_tokens} tokens in ${f(timings.prefill_s * 1000)} ms (${f(timings.prefill_tok_s)} tok/s); ` +
+      `generated ${ids.length} tokens, ${f(timings.decode_tok_s)} tok/s decoding [${model.kernels.name}]\n`,
+  );
+}
+
+async function info(args: string[]) {
+  const v = parse(args, {});
+  if (v.help) return console.log(HELP.info + "\n\n" + OPTIONS);
+  const model = await load(v);
+  const c = model.config, w = model.weights;
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  const dtypes = [...new Set([w.tokenEmbeddings, ...w.layers.flatMap((l) => [l.qkvProj, l.outProj, l.proj1, l.proj2])].map((t) => t.dtype))];
+  const lines = [
+    `model        ${v.model ?? DEMO_MODEL}`,
+    `layers       ${c.numLayers}   model_dim ${c.modelDim}   head_dim ${c.headDim}   vocab ${c.vocabSize}   context ${c.maxContextLength}`,
+    `attention    ${c.numGqaGroups === 1 ? "multi-head" : `grouped-query, ${c.numGqaGroups} query heads per kv head`}; QK-norm ${c.normalizeQk ? "yes" : "no"}; RoPE base ${c.ropeFreqConstant}`,
+    `ffn          ${c.ffnWithGlu ? "gated (GLU)" : "plain"} ${c.activation}; embeddings ${c.shareInputOutput ? "shared with the output head" : "separate lm_head"}`,
+    `parameters   ${parameterCount(c).toLocaleString("en-US")}`,
+    `weights      ${dtypes.join(", ")} (norms f32)   kernels ${model.kernels.name}`,
+    `memory       ${mib(model.arena.used)} in the arena (weights, activations, RoPE tables)`,
+    ``,
+    `layer  q_heads  kv_heads  ffn_mult  ffn_dim`,
+    ...c.numQueryHeads.map((q, l) =>
+      `${String(l).padStart(5)}  ${String(q).padStart(7)}  ${String(c.numKvHeads[l]).padStart(8)}  ${c.ffnMultipliers[l]!.toFixed(2).padStart(8)}  ${String(c.ffnDims[l]).padStart(7)}`),
+  ];
+  console.log(lines.join("\n"));
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { logits, generate, info };
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+    console.log(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  const run = COMMANDS[command];
+  if (!run) throw new UsageError(`unknown command "${command}" (commands: ${Object.keys(COMMANDS).join(", ")})`);
+  await run(rest);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => (process.exitCode = code),
+  (e: unknown) => {
+    const err = e as Error;
+    process.stderr.write(`openelm: ${err instanceof UsageError ? "usage" : "error"}: ${err.message ?? String(e)}\n`);
+    if (process.env.OPENELM_DEBUG) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = err instanceof UsageError ? 2 : 1;
+  },
+);
