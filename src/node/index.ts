@@ -7,7 +7,8 @@ import { folderFiles } from "./files.js";
 
 export { folderFiles } from "./files.js";
 
-const dist = (name: string) => new URL(`../${name}`, import.meta.url);
+// Both src/node/ (tests) and dist/node/ (the package) sit two levels below the package root.
+const dist = (name: string) => new URL(`../../dist/${name}`, import.meta.url);
 
 /** The compiled SIMD kernels (dist/kernels.wasm, built by `npm install`). */
 export const kernelsWasm = () => readFile(dist("kernels.wasm"));

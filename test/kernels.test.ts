@@ -1,0 +1,154 @@
+// Every SIMD kernel against the TypeScript specification on random shapes (including sizes that are not
+// multiples of 4 or 16), for every weight storage type. The maximum error is asserted.
+import { readFileSync } from "node:fs";
+import { beforeAll, describe, expect, it } from "vitest";
+import { Arena } from "../src/arena.js";
+import { BYTES, DTYPES, F16_TABLE, bf16ToF32, f32ToBf16, f32ToF16, type DType } from "../src/dtype.js";
+import { ReferenceKernels } from "../src/kernels/reference.js";
+import { WasmKernels } from "../src/kernels/wasm.js";
+import { seededRandom } from "../src/generate.js";
+
+const wasmBytes = readFileSync(new URL("../dist/kernels.wasm", import.meta.url));
+let arena: Arena, ref: ReferenceKernels, simd: WasmKernels;
+const random = seededRandom(1234);
+const gauss = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+
+beforeAll(async () => {
+  arena = new Arena();
+  ref = new ReferenceKernels(arena);
+  simd = await WasmKernels.create(arena, wasmBytes);
+});
+
+/** Random floats in a new f32 buffer. */
+function floats(n: number): number {
+  const ptr = arena.alloc(n * 4);
+  const v = arena.floats(ptr, n);
+  for (let i = 0; i < n; i++) v[i] = gauss();
+  return ptr;
+}
+
+/** Random weights stored as `dtype` in a new buffer. */
+function weights(n: number, dtype: DType): number {
+  const ptr = arena.alloc(n * BYTES[dtype]);
+  if (dtype === "f32") arena.floats(ptr, n).forEach((_, i, a) => (a[i] = gauss()));
+  else {
+    const u16 = new Uint16Array(arena.memory.buffer, ptr, n);
+    for (let i = 0; i < n; i++) u16[i] = (dtype === "bf16" ? f32ToBf16 : f32ToF16)(gauss());
+  }
+  return ptr;
+}
+
+/** max |a - b| / max(1, max |b|) over two f32 buffers. */
+function maxError(a: number, b: number, n: number): number {
+  const x = arena.floats(a, n), y = arena.floats(b, n);
+  let d = 0, s = 1;
+  for (let i = 0; i < n; i++) {
+    if (Number.isNaN(x[i]!) !== Number.isNaN(y[i]!)) return Infinity;
+    if (!Number.isNaN(y[i]!)) d = Math.max(d, Math.abs(x[i]! - y[i]!));
+    s = Math.max(s, Math.abs(y[i]!));
+  }
+  return d / s;
+}
+
+const SHAPES: [number, number, number][] = [
+  [1, 1, 1], [1, 7, 3], [1, 64, 64], [1, 33, 130], [3, 5, 17], [4, 16, 16], [5, 31, 67], [17, 19, 100], [64, 48, 256], [7, 1, 5],
+];
+
+describe("matmul: SIMD against the specification", () => {
+  it.each(DTYPES)("weights %s, shapes with remainders", (dtype) => {
+    for (const [m, n, k] of SHAPES) {
+      const x = floats(m * k), w = weights(n * k, dtype);
+      const a = arena.alloc(m * n * 4), b = arena.alloc(m * n * 4);
+      ref.matmul(a, x, w, dtype, m, n, k);
+      simd.matmul(b, x, w, dtype, m, n, k);
+      // float32 sums in another order: error grows like sqrt(k) ulps of the terms
+      expect(maxError(b, a, m * n), `m=${m} n=${n} k=${k}`).toBeLessThan(2e-6 * Math.sqrt(k));
+    }
+  });
+
+  it("widens every f16 and bf16 bit pattern exactly (subnormals, infinities, NaN)", () => {
+    for (const dtype of ["f16", "bf16"] as const) {
+      const n = 65536, w = arena.alloc(n * 2), x = arena.alloc(4), out = arena.alloc(n * 4);
+      const u16 = new Uint16Array(arena.memory.buffer, w, n);
+      for (let i = 0; i < n; i++) u16[i] = i;
+      arena.floats(x, 1)[0] = 1;
+      simd.matmul(out, x, w, dtype, 1, n, 1); // k = 1: each output is one widened weight (0 + -0 is +0)
+      const got = arena.floats(out, n);
+      for (let i = 0; i < n; i++) {
+        const want = dtype === "f16" ? F16_TABLE[i]! : bf16ToF32(i);
+        if (got[i] !== want && !(Number.isNaN(want) && Number.isNaN(got[i]!))) throw new Error(`${dtype} bits 0x${i.toString(16)}: got ${got[i]}, want ${want}`);
+      }
+    }
+  });
+});
+
+describe("the other kernels: SIMD set against the specification", () => {
+  it("rmsNorm, rope, attention, activate, add, widen, copyRows", () => {
+    const rows = 5, dim = 36, heads = 3, kvHeads = 1, hd = 12, pos0 = 4, ctx = 16;
+    const check = (n: number, run: (k: ReferenceKernels, out: number) => void, tol = 1e-6) => {
+      const a = arena.alloc(n * 4), b = arena.alloc(n * 4);
+      run(ref, a);
+      run(simd, b);
+      expect(maxError(b, a, n)).toBeLessThan(tol);
+    };
+    const x = floats(rows * dim), wt = floats(dim);
+    check(rows * dim, (k, o) => k.rmsNorm(o, x, wt, rows, dim, 1e-6));
+    const cos = floats(ctx * hd / 2), sin = floats(ctx * hd / 2);
+    check(rows * heads * hd, (k, o) => {
+      k.copyRows(o, heads * hd, x, dim, rows, heads * hd);
+      k.rope(o, cos, sin, rows, heads, hd, pos0);
+    });
+    const q = floats(rows * heads * hd), kc = floats(ctx * kvHeads * hd), vc = floats(ctx * kvHeads * hd), scores = arena.alloc(ctx * 4);
+    check(rows * heads * hd, (k, o) => k.attention(o, q, kc, vc, scores, rows, pos0, heads, kvHeads, hd));
+    const ffn = floats(rows * 2 * dim);
+    for (const act of ["swish", "gelu", "relu"] as const)
+      for (const gated of [true, false]) check(rows * dim, (k, o) => k.activate(o, ffn, rows, dim, act, gated));
+    check(rows * dim, (k, o) => {
+      k.copyRows(o, dim, x, dim, rows, dim);
+      k.add(o, wt, dim);
+    });
+    for (const dtype of DTYPES) {
+      const w = weights(dim, dtype);
+      check(dim, (k, o) => k.widen(o, w, dtype, dim), Number.MIN_VALUE); // exact
+    }
+  });
+});
+
+describe("the specification kernels compute what their comments say", () => {
+  const set = (values: number[]) => {
+    const p = arena.alloc(values.length * 4);
+    arena.floats(p, values.length).set(values);
+    return p;
+  };
+  const get = (p: number, n: number) => Array.from(arena.floats(p, n));
+
+  it("rmsNorm: x / sqrt(mean(x²) + eps) · weight", () => {
+    const x = set([3, 4, 0, 0]), w = set([1, 2, 3, 4]);
+    ref.rmsNorm(x, x, w, 1, 4, 0);
+    expect(get(x, 4)).toEqual([1.2, 3.2, 0, 0].map(Math.fround)); // rms = 2.5
+  });
+
+  it("rope: rotate-half pairs (i, i + headDim/2) by the angle of the position", () => {
+    const x = set([1, 0, 0, 1]), cos = set([1, 1, 0, 1]), sin = set([0, 0, 1, 0]); // position 1: angle π/2 for pair 0
+    ref.rope(x, cos, sin, 1, 1, 4, 1);
+    expect(get(x, 4)).toEqual([0, 0, 1, 1]);
+  });
+
+  it("attention: the only visible position returns its value; equal scores average the values", () => {
+    const q = set([1, 0, 0, 1]), k = set([0, 0, 0, 0]), v = set([2, 4, 6, 8]), out = arena.alloc(16), scores = arena.alloc(8);
+    ref.attention(out, q, k, v, scores, 2, 0, 1, 1, 2); // two positions, one head of size 2, keys all zero
+    expect(get(out, 4)).toEqual([2, 4, 4, 6]);
+  });
+
+  it("activate: swish(gate) · up, gelu in the erf form, relu", () => {
+    const x = set([1, -2, 3, 4]), out = arena.alloc(8);
+    ref.activate(out, x, 1, 2, "swish", true);
+    expect(get(out, 2)[0]).toBeCloseTo((1 / (1 + Math.exp(-1))) * 3, 6);
+    expect(get(out, 2)[1]).toBeCloseTo((-2 / (1 + Math.exp(2))) * 4, 6);
+    ref.activate(out, x, 1, 2, "gelu", false);
+    expect(get(out, 2)[0]).toBeCloseTo(0.8413447460685429, 6); // 0.5·(1 + erf(1/√2))
+    expect(get(out, 2)[1]).toBeCloseTo(-0.04550026389635842, 6);
+    ref.activate(out, x, 1, 2, "relu", false);
+    expect(get(out, 2)).toEqual([1, 0]);
+  });
+});
