@@ -14,8 +14,9 @@ export class Arena {
   private _f32!: Float32Array;
   private _u8!: Uint8Array;
 
-  constructor(memory = new WebAssembly.Memory({ initial: 1, maximum: 65536 })) {
-    this.memory = memory;
+  /** `shared`: a memory that worker threads can share (needs SharedArrayBuffer). */
+  constructor(shared = false) {
+    this.memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared });
     this.refresh();
   }
 

@@ -55,7 +55,6 @@ export class OpenELM {
     attn: number; // [rows, q·headDim]  attention output before out_proj
     ffn: number; // [rows, 2·ffnDim]  proj_1 output: gate | up
     act: number; // [rows, ffnDim]    act(gate)·up
-    scores: number; // [capacity]     attention scores of one query
     logits: number; // [rows, vocab]
     cos: number; // [capacity, headDim/2]
     sin: number; // [capacity, headDim/2]
@@ -84,7 +83,6 @@ export class OpenELM {
       attn: a(R * maxQ, "activations"),
       ffn: a(R * 2 * maxFfn, "activations"),
       act: a(R * maxFfn, "activations"),
-      scores: a(contextLength, "attention scores"),
       logits: a(R * c.vocabSize, "logits"),
       cos: a((contextLength * c.headDim) / 2, "rope table"),
       sin: a((contextLength * c.headDim) / 2, "rope table"),
@@ -92,6 +90,11 @@ export class OpenELM {
     const { cos, sin } = ropeTables(contextLength, c.headDim, c.ropeFreqConstant);
     arena.floats(this.buf.cos, cos.length).set(cos);
     arena.floats(this.buf.sin, sin.length).set(sin);
+  }
+
+  /** Stop the kernels' worker threads (in Node they never keep the process alive; close frees them sooner). */
+  close(): Promise<void> {
+    return this.kernels.close();
   }
 
   /** A KV cache for one sequence of up to `capacity` positions. */
@@ -160,7 +163,7 @@ export class OpenELM {
       k.rope(b.q, b.cos, b.sin, T, nq, hd, pos0);
       k.rope(kNew, b.cos, b.sin, T, nkv, hd, pos0);
       // causal grouped-query attention over the cache → attn [T, nq·hd]
-      k.attention(b.attn, b.q, cache.k[l]!, cache.v[l]!, b.scores, T, pos0, nq, nkv, hd);
+      k.attention(b.attn, b.q, cache.k[l]!, cache.v[l]!, T, pos0, nq, nkv, hd);
       // out projection → h [T, D], then the residual
       k.matmul(b.h, b.attn, L.outProj.ptr, L.outProj.dtype, T, D, nq * hd);
       k.add(b.x, b.h, T * D);

@@ -78,19 +78,17 @@ export interface LoadOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-const CHUNK = 1 << 22; // bytes read at a time when converting between storage types
+/** Storage type of one tensor: matrices as asked (or as stored), norm weights always f32. */
+export type Placement = (name: string, shape: number[]) => DType;
 
-/** Allocate every tensor in the arena, then read the file bytes directly into place. */
-export async function loadWeights(c: OpenELMConfig, found: Map<string, TensorEntry>, arena: Arena, opts: LoadOptions = {}): Promise<Weights> {
-  checkTensors(c, found);
-  const plan: { entry: TensorEntry; tensor: Tensor }[] = [];
+/** Allocate every tensor of the config in the arena; returns the weights and the list to fill. */
+export function allocateWeights(c: OpenELMConfig, arena: Arena, dtypeOf: Placement): { weights: Weights; tensors: { name: string; tensor: Tensor }[] } {
+  const shapes = expectedTensors(c), tensors: { name: string; tensor: Tensor }[] = [];
   const place = (name: string): Tensor => {
-    const entry = found.get(name)!;
-    const isMatrix = entry.shape.length === 2;
-    const dtype: DType = isMatrix ? (opts.dtype ?? entry.dtype) : "f32";
-    const count = entry.shape.reduce((a, b) => a * b, 1);
-    const tensor = { ptr: arena.alloc(count * BYTES[dtype], name), dtype, shape: entry.shape };
-    plan.push({ entry, tensor });
+    const shape = shapes.get(name)!;
+    const dtype: DType = shape.length === 2 ? dtypeOf(name, shape) : "f32";
+    const tensor = { ptr: arena.alloc(shape.reduce((a, b) => a * b, 1) * BYTES[dtype], name), dtype, shape };
+    tensors.push({ name, tensor });
     return tensor;
   };
   const tokenEmbeddings = place("transformer.token_embeddings.weight");
@@ -109,10 +107,19 @@ export async function loadWeights(c: OpenELMConfig, found: Map<string, TensorEnt
   });
   const norm = place("transformer.norm.weight");
   const lmHead = c.shareInputOutput ? tokenEmbeddings : place("lm_head.weight");
+  return { weights: { tokenEmbeddings, layers, norm, lmHead }, tensors };
+}
 
-  const total = plan.reduce((a, p) => a + p.entry.bytes, 0);
+const CHUNK = 1 << 22; // bytes read at a time when converting between storage types
+
+/** Check the checkpoint, allocate every tensor in the arena, then read the file bytes directly into place. */
+export async function loadWeights(c: OpenELMConfig, found: Map<string, TensorEntry>, arena: Arena, opts: LoadOptions = {}): Promise<Weights> {
+  checkTensors(c, found);
+  const { weights, tensors } = allocateWeights(c, arena, (name) => opts.dtype ?? found.get(name)!.dtype);
+  const total = tensors.reduce((a, t) => a + found.get(t.name)!.bytes, 0);
   let done = 0;
-  for (const { entry, tensor } of plan) {
+  for (const { name, tensor } of tensors) {
+    const entry = found.get(name)!;
     const count = entry.bytes / BYTES[entry.dtype];
     if (entry.dtype === tensor.dtype) {
       await entry.source.read(entry.offset, arena.bytes(tensor.ptr, entry.bytes));
@@ -127,8 +134,21 @@ export async function loadWeights(c: OpenELMConfig, found: Map<string, TensorEnt
         convert(src, entry.dtype, arena.bytes(tensor.ptr + i * BYTES[tensor.dtype], n * BYTES[tensor.dtype]), tensor.dtype, n);
       }
     }
+    if (tensor.dtype === "f16") checkFiniteF16(name, arena, tensor, entry.dtype);
     done += entry.bytes;
     opts.onProgress?.(done, total);
   }
-  return { tokenEmbeddings, layers, norm, lmHead };
+  return weights;
+}
+
+/** The SIMD kernels widen f16 weights assuming they are finite; an infinity or NaN means a broken file or an overflow. */
+function checkFiniteF16(name: string, arena: Arena, t: Tensor, fileType: DType): void {
+  const count = t.shape.reduce((a, b) => a * b, 1);
+  const bits = new Uint16Array(arena.memory.buffer, t.ptr, count);
+  for (let i = 0; i < count; i++) {
+    if ((bits[i]! & 0x7c00) !== 0x7c00) continue;
+    throw new WeightsError(fileType === "f16"
+      ? `tensor ${name} holds an f16 infinity or NaN (element ${i}): the checkpoint is corrupt`
+      : `tensor ${name} has values beyond the f16 range (±65504), e.g. element ${i}; keep it as bf16 or f32 (--dtype)`);
+  }
 }

@@ -1,23 +1,35 @@
 // Every SIMD kernel against the TypeScript specification on random shapes (including sizes that are not
-// multiples of 4 or 16), for every weight storage type. The maximum error is asserted.
-import { readFileSync } from "node:fs";
-import { beforeAll, describe, expect, it } from "vitest";
-import { Arena } from "../src/arena.js";
+// multiples of 4 or 16), for every weight storage type, for the plain and relaxed SIMD builds, on one
+// thread and on several (with every call split, however small). The maximum error is asserted.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Arena } from "../src/arena.js";
 import { BYTES, DTYPES, F16_TABLE, bf16ToF32, f32ToBf16, f32ToF16, type DType } from "../src/dtype.js";
 import { ReferenceKernels } from "../src/kernels/reference.js";
-import { WasmKernels } from "../src/kernels/wasm.js";
+import type { WasmKernels } from "../src/kernels/wasm.js";
 import { seededRandom } from "../src/generate.js";
+import { createNodeKernels } from "../src/node/index.js";
 
-const wasmBytes = readFileSync(new URL("../dist/kernels.wasm", import.meta.url));
-let arena: Arena, ref: ReferenceKernels, simd: WasmKernels;
 const random = seededRandom(1234);
 const gauss = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+let arena: Arena, ref: ReferenceKernels, simd: WasmKernels;
 
+const SETS = [
+  { threads: 1, noRelaxed: true, build: "simd" },
+  { threads: 1, noRelaxed: false, build: "relaxed" },
+  { threads: 2, noRelaxed: true, build: "simd-shared" },
+  { threads: 3, noRelaxed: false, build: "relaxed-shared" },
+] as const;
+
+describe.each(SETS)("kernels $build, $threads thread(s)", ({ threads, noRelaxed, build }) => {
 beforeAll(async () => {
-  arena = new Arena();
+  const created = await createNodeKernels({ threads, noRelaxed, minParallelWork: 0 });
+  arena = created.arena;
+  simd = created.kernels as WasmKernels;
   ref = new ReferenceKernels(arena);
-  simd = await WasmKernels.create(arena, wasmBytes);
+  expect(simd.build).toBe(build);
+  expect(simd.threads).toBe(threads);
 });
+afterAll(() => simd.close());
 
 /** Random floats in a new f32 buffer. */
 function floats(n: number): number {
@@ -66,26 +78,52 @@ describe("matmul: SIMD against the specification", () => {
     }
   });
 
-  it("widens every f16 and bf16 bit pattern exactly (subnormals, infinities, NaN)", () => {
+  it("widens every f16 and bf16 bit pattern exactly: embedding rows (all), products (all finite ones)", () => {
     for (const dtype of ["f16", "bf16"] as const) {
-      const n = 65536, w = arena.alloc(n * 2), x = arena.alloc(4), out = arena.alloc(n * 4);
-      const u16 = new Uint16Array(arena.memory.buffer, w, n);
+      const n = 65536, w = arena.alloc(n * 16 * 2), x = arena.alloc(16 * 4 * 2), out = arena.alloc(n * 4 * 2);
+      const u16 = new Uint16Array(arena.memory.buffer, w, n * 16);
+      const want = (i: number) => (dtype === "f16" ? F16_TABLE[i]! : bf16ToF32(i));
+      const same = (a: number, b: number) => a === b || (Number.isNaN(a) && Number.isNaN(b));
       for (let i = 0; i < n; i++) u16[i] = i;
-      arena.floats(x, 1)[0] = 1;
-      simd.matmul(out, x, w, dtype, 1, n, 1); // k = 1: each output is one widened weight (0 + -0 is +0)
-      const got = arena.floats(out, n);
-      for (let i = 0; i < n; i++) {
-        const want = dtype === "f16" ? F16_TABLE[i]! : bf16ToF32(i);
-        if (got[i] !== want && !(Number.isNaN(want) && Number.isNaN(got[i]!))) throw new Error(`${dtype} bits 0x${i.toString(16)}: got ${got[i]}, want ${want}`);
+      simd.widen(out, w, dtype, n);
+      const row = arena.floats(out, n);
+      for (let i = 0; i < n; i++) if (!same(row[i]!, want(i))) throw new Error(`widen ${dtype} 0x${i.toString(16)}: got ${row[i]}, want ${want(i)}`);
+      // Products: row i of W is 16 weights, bits i at column i % 16, zeros elsewhere; x is a one-hot pick.
+      u16.fill(0);
+      for (let i = 0; i < n; i++) u16[i * 16 + (i % 16)] = i;
+      const xs = arena.floats(x, 32).fill(0);
+      for (const m of [1, 2]) {
+        for (let col = 0; col < 16; col++) {
+          xs.fill(0);
+          for (let r = 0; r < m; r++) xs[r * 16 + col] = 1;
+          simd.matmul(out, x, w, dtype, m, n, 16);
+          const got = arena.floats(out, m * n);
+          for (let i = col; i < n; i += 16) {
+            if (dtype === "f16" && (i & 0x7c00) === 0x7c00) continue; // f16 inf/NaN are rejected at load
+            for (let r = 0; r < m; r++)
+              if (!same(got[r * n + i]!, want(i)) && !(want(i) === 0 && got[r * n + i] === 0)) throw new Error(`matmul m=${m} ${dtype} 0x${i.toString(16)}: got ${got[r * n + i]}, want ${want(i)}`);
+          }
+        }
       }
     }
   });
 });
 
 describe("the other kernels: SIMD set against the specification", () => {
-  it("rmsNorm, rope, attention, activate, add, widen, copyRows", () => {
+  it("attention over long contexts, grouped heads and odd head sizes", () => {
+    for (const [rows, pos0, heads, kvHeads, hd] of [[1, 0, 1, 1, 4], [1, 700, 12, 3, 64], [3, 37, 4, 4, 10], [9, 5, 6, 2, 7], [2, 1, 8, 1, 128]] as const) {
+      const len = pos0 + rows;
+      const q = floats(rows * heads * hd), kc = floats(len * kvHeads * hd), vc = floats(len * kvHeads * hd);
+      const a = arena.alloc(rows * heads * hd * 4), b = arena.alloc(rows * heads * hd * 4);
+      ref.attention(a, q, kc, vc, rows, pos0, heads, kvHeads, hd);
+      simd.attention(b, q, kc, vc, rows, pos0, heads, kvHeads, hd);
+      expect(maxError(b, a, rows * heads * hd), `rows=${rows} pos0=${pos0} heads=${heads}/${kvHeads} hd=${hd}`).toBeLessThan(2e-6);
+    }
+  });
+
+  it("rmsNorm, rope, activate, add, widen, copyRows", () => {
     const rows = 5, dim = 36, heads = 3, kvHeads = 1, hd = 12, pos0 = 4, ctx = 16;
-    const check = (n: number, run: (k: ReferenceKernels, out: number) => void, tol = 1e-6) => {
+    const check = (n: number, run: (k: ReferenceKernels | WasmKernels, out: number) => void, tol = 1e-6) => {
       const a = arena.alloc(n * 4), b = arena.alloc(n * 4);
       run(ref, a);
       run(simd, b);
@@ -98,11 +136,9 @@ describe("the other kernels: SIMD set against the specification", () => {
       k.copyRows(o, heads * hd, x, dim, rows, heads * hd);
       k.rope(o, cos, sin, rows, heads, hd, pos0);
     });
-    const q = floats(rows * heads * hd), kc = floats(ctx * kvHeads * hd), vc = floats(ctx * kvHeads * hd), scores = arena.alloc(ctx * 4);
-    check(rows * heads * hd, (k, o) => k.attention(o, q, kc, vc, scores, rows, pos0, heads, kvHeads, hd));
     const ffn = floats(rows * 2 * dim);
     for (const act of ["swish", "gelu", "relu"] as const)
-      for (const gated of [true, false]) check(rows * dim, (k, o) => k.activate(o, ffn, rows, dim, act, gated));
+      for (const gated of [true, false]) check(rows * dim, (k, o) => k.activate(o, ffn, rows, dim, act, gated), 2e-6);
     check(rows * dim, (k, o) => {
       k.copyRows(o, dim, x, dim, rows, dim);
       k.add(o, wt, dim);
@@ -114,7 +150,14 @@ describe("the other kernels: SIMD set against the specification", () => {
   });
 });
 
+});
+
 describe("the specification kernels compute what their comments say", () => {
+  beforeAll(async () => {
+    const created = await createNodeKernels({ kernels: "typescript" });
+    arena = created.arena;
+    ref = new ReferenceKernels(arena);
+  });
   const set = (values: number[]) => {
     const p = arena.alloc(values.length * 4);
     arena.floats(p, values.length).set(values);
@@ -135,8 +178,8 @@ describe("the specification kernels compute what their comments say", () => {
   });
 
   it("attention: the only visible position returns its value; equal scores average the values", () => {
-    const q = set([1, 0, 0, 1]), k = set([0, 0, 0, 0]), v = set([2, 4, 6, 8]), out = arena.alloc(16), scores = arena.alloc(8);
-    ref.attention(out, q, k, v, scores, 2, 0, 1, 1, 2); // two positions, one head of size 2, keys all zero
+    const q = set([1, 0, 0, 1]), k = set([0, 0, 0, 0]), v = set([2, 4, 6, 8]), out = arena.alloc(16);
+    ref.attention(out, q, k, v, 2, 0, 1, 1, 2); // two positions, one head of size 2, keys all zero
     expect(get(out, 4)).toEqual([2, 4, 4, 6]);
   });
 

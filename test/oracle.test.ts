@@ -8,16 +8,21 @@ const TOLERANCE = 1e-4; // relative to the largest |logit|, as the task sets it
 describe.each(MODELS)("%s", (name) => {
   const cases = oracleCases(name);
 
-  it.each(["wasm", "typescript"] as const)("logits of every case are within 1e-4 of the reference (%s kernels)", async (kernels) => {
-    const model = await loadOracle(name, { kernels });
+  it.each([
+    ["SIMD kernels, all cores", {}],
+    ["SIMD kernels, 3 threads, every call split", { threads: 3, minParallelWork: 0 }],
+    ["TypeScript kernels", { kernels: "typescript" as const }],
+  ])("logits of every case are within 1e-4 of the reference (%s)", async (_, opts) => {
+    const model = await loadOracle(name, opts);
     for (const c of cases) {
       const logits = model.forward(model.newCache(), c.ids, { allPositions: true });
       expect(relError(logits, c.logits)).toBeLessThan(TOLERANCE);
     }
+    await model.close();
   });
 
-  it("greedy decoding with the KV cache gives the reference ids", async () => {
-    const model = await loadOracle(name);
+  it("greedy decoding with the KV cache gives the reference ids (3 threads, every call split)", async () => {
+    const model = await loadOracle(name, { threads: 3, minParallelWork: 0 });
     for (const c of cases) {
       const ours = [...decode(model, model.newCache(), c.ids, { maxNewTokens: c.greedy.length, ignoreEos: true })];
       const { firstMismatch } = greedyAgreement(ours, c.greedy, c.gaps);

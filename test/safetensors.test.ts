@@ -114,6 +114,15 @@ describe("checking tensors against the config", () => {
     expect(logits).toHaveLength(10);
     expect(logits.every(Number.isFinite)).toBe(true);
   });
+
+  it("rejects f16 infinities: corrupt f16 files, and f32 values beyond the f16 range kept as f16", async () => {
+    const cfg = JSON.stringify({ model_type: "openelm", num_transformer_layers: 2, model_dim: 32, head_dim: 8, num_gqa_groups: 2, qkv_multipliers: 1.0, ffn_multipliers: 2, ffn_dim_divisor: 16, normalize_qk_projections: true, share_input_output_layers: true, vocab_size: 10 });
+    const big = full().map((t) => (t.name.endsWith("1.ffn.proj_2.weight") ? tensor(t.name, t.shape, t.data.length / 4 === 2048 ? Array(2048).fill(1e6) : []) : t));
+    const load = (ts: typeof big, dtype?: "f16") => loadModel(memoryFiles({ "config.json": cfg, "model.safetensors": encodeSafetensors(ts) }), { kernels: "typescript", dtype });
+    await expect(load(big, "f16")).rejects.toThrow("tensor transformer.layers.1.ffn.proj_2.weight has values beyond the f16 range (±65504), e.g. element 0; keep it as bf16 or f32 (--dtype)");
+    const inf = full().map((t) => (t.name.endsWith("0.attn.out_proj.weight") ? { ...t, dtype: "f16" as const, data: new Uint8Array(new Uint16Array(t.data.length / 4).fill(0x3c00).map((v, i) => (i === 5 ? 0x7c00 : v)).buffer) } : t));
+    await expect(load(inf)).rejects.toThrow("tensor transformer.layers.0.attn.out_proj.weight holds an f16 infinity or NaN (element 5): the checkpoint is corrupt");
+  });
 });
 
 describe("storage-type conversions", () => {

@@ -86,8 +86,8 @@ export class ReferenceKernels implements Kernels {
     }
   }
 
-  attention(out: number, q: number, kCache: number, vCache: number, scores: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number): void {
-    const f = this.arena.f32, sc = scores >> 2;
+  attention(out: number, q: number, kCache: number, vCache: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number): void {
+    const f = this.arena.f32;
     const group = qHeads / kvHeads; // query heads that share one kv head
     const scale = 1 / Math.sqrt(headDim);
     for (let r = 0; r < rows; r++) {
@@ -95,23 +95,22 @@ export class ReferenceKernels implements Kernels {
       for (let h = 0; h < qHeads; h++) {
         const qi = (q >> 2) + (r * qHeads + h) * headDim;
         const kv = Math.floor(h / group);
-        let max = -Infinity;
-        for (let s = 0; s < len; s++) {
-          const ki = (kCache >> 2) + (s * kvHeads + kv) * headDim;
+        const key = (s: number) => (kCache >> 2) + (s * kvHeads + kv) * headDim;
+        const value = (s: number) => (vCache >> 2) + (s * kvHeads + kv) * headDim;
+        // softmax(q·kᵀ / sqrt(headDim)) over the visible keys
+        const scores = Array.from({ length: len }, (_, s) => {
           let d = 0;
-          for (let c = 0; c < headDim; c++) d += f[qi + c]! * f[ki + c]!;
-          f[sc + s] = d * scale;
-          max = Math.max(max, f[sc + s]!);
-        }
-        let sum = 0;
-        for (let s = 0; s < len; s++) {
-          f[sc + s] = Math.exp(f[sc + s]! - max);
-          sum += f[sc + s]!;
-        }
+          for (let c = 0; c < headDim; c++) d += f[qi + c]! * f[key(s) + c]!;
+          return d * scale;
+        });
+        const max = Math.max(...scores);
+        const weights = scores.map((x) => Math.exp(x - max));
+        const sum = weights.reduce((a, b) => a + b, 0);
+        // the weighted sum of the values
         const oi = (out >> 2) + (r * qHeads + h) * headDim;
         for (let c = 0; c < headDim; c++) {
           let acc = 0;
-          for (let s = 0; s < len; s++) acc += f[sc + s]! * f[(vCache >> 2) + (s * kvHeads + kv) * headDim + c]!;
+          for (let s = 0; s < len; s++) acc += weights[s]! * f[value(s) + c]!;
           f[oi + c] = acc / sum;
         }
       }
@@ -125,6 +124,8 @@ export class ReferenceKernels implements Kernels {
       for (let c = 0; c < width; c++) f[oi + c] = fn(f[xi + c]!) * (gated ? f[xi + width + c]! : 1);
     }
   }
+
+  async close(): Promise<void> {}
 
   add(out: number, x: number, n: number): void {
     const f = this.arena.f32;

@@ -21,11 +21,13 @@ export interface Kernels {
   /**
    * Causal grouped-query attention for `rows` queries at positions pos0.. over a KV cache that holds
    * positions 0..pos0+rows-1. q: [rows × qHeads × headDim]; kCache, vCache: [positions × kvHeads × headDim];
-   * out: [rows × qHeads × headDim]; scores: scratch of at least pos0+rows floats.
+   * out: [rows × qHeads × headDim]. Query head h reads kv head floor(h / (qHeads / kvHeads)).
    */
-  attention(out: number, q: number, kCache: number, vCache: number, scores: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number): void;
+  attention(out: number, q: number, kCache: number, vCache: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number): void;
   /** out[rows×width] = act(gate) * up with x rows [gate | up] of 2·width when gated, else act(x). */
   activate(out: number, x: number, rows: number, width: number, act: Activation, gated: boolean): void;
   /** out[n] += x[n] (the residual connection). */
   add(out: number, x: number, n: number): void;
+  /** Stop worker threads, if any. */
+  close(): Promise<void>;
 }

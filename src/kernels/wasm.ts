@@ -1,27 +1,92 @@
-// The SIMD kernel set: the AssemblyScript module in kernels/ compiled to WebAssembly, instantiated on
-// the arena's memory. Kernels it does not (yet) provide fall back to the TypeScript specification.
-import type { Arena } from "../arena.js";
+// The SIMD kernel set: the AssemblyScript module in kernels/ compiled to WebAssembly and instantiated
+// on the arena's memory, with matrix products and attention split across a thread pool when there is one.
+import type { Activation } from "../config.js";
 import { DTYPE_CODE, type DType } from "../dtype.js";
-import { ReferenceKernels } from "./reference.js";
+import { Op, slice, type ThreadPool } from "./pool.js";
+import type { Kernels } from "./types.js";
 
-interface WasmExports {
-  matmul(out: number, x: number, w: number, dtype: number, m: number, n: number, k: number): void;
+/** The exports of kernels/index.ts. */
+export interface WasmExports {
+  matmul(out: number, x: number, w: number, dtype: number, m: number, n: number, k: number, j0: number, j1: number): void;
+  attention(out: number, q: number, kCache: number, vCache: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number, h0: number, h1: number): void;
+  rmsNorm(out: number, x: number, weight: number, rows: number, dim: number, eps: number): void;
+  rope(x: number, cos: number, sin: number, rows: number, heads: number, headDim: number, pos0: number): void;
+  activate(out: number, x: number, rows: number, width: number, act: number, gated: number): void;
+  add(out: number, x: number, n: number): void;
+  widen(out: number, src: number, dtype: number, n: number): void;
+  copyRows(dst: number, dstStride: number, src: number, srcStride: number, rows: number, width: number): void;
+  readBytes(ptr: number, bytes: number): number;
 }
 
-export class WasmKernels extends ReferenceKernels {
-  override readonly name = "wasm-simd";
-  private constructor(arena: Arena, private readonly wasm: WasmExports) {
-    super(arena);
+/** The four builds of kernels/: relaxed SIMD (fused multiply-add) or plain SIMD, shared memory (threads) or not. */
+export type KernelBuild = "simd" | "relaxed" | "simd-shared" | "relaxed-shared";
+
+const ACT: Record<Activation, number> = { swish: 0, gelu: 1, relu: 2 };
+
+export class WasmKernels implements Kernels {
+  readonly name: string;
+  private readonly k: WasmExports;
+
+  /**
+   * `minParallelWork`: multiply-adds below which a call stays on this thread (waking the others costs
+   * a few microseconds).
+   */
+  constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, readonly build: KernelBuild, private readonly pool?: ThreadPool, private readonly minParallelWork = 1 << 15, private readonly memoryIndex = 0) {
+    this.k = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as WasmExports;
+    this.name = `wasm-${build}${pool ? ` ×${pool.threads} threads` : ""}`;
   }
 
-  /** Instantiate the compiled kernels (bytes of kernels.wasm, or a compiled module) on the arena's memory. */
-  static async create(arena: Arena, module: BufferSource | WebAssembly.Module): Promise<WasmKernels> {
-    const compiled = module instanceof WebAssembly.Module ? module : await WebAssembly.compile(module);
-    const instance = await WebAssembly.instantiate(compiled, { env: { memory: arena.memory } });
-    return new WasmKernels(arena, instance.exports as unknown as WasmExports);
+  get threads(): number {
+    return this.pool?.threads ?? 1;
   }
 
-  override matmul(out: number, x: number, w: number, wType: DType, m: number, n: number, k: number): void {
-    this.wasm.matmul(out, x, w, DTYPE_CODE[wType], m, n, k);
+  matmul(out: number, x: number, w: number, wType: DType, m: number, n: number, k: number): void {
+    const dtype = DTYPE_CODE[wType];
+    if (!this.pool || m * n * k < this.minParallelWork) return this.k.matmul(out, x, w, dtype, m, n, k, 0, n);
+    const [j0, j1] = slice(n, this.pool.threads, 0);
+    this.pool.run(Op.Matmul, this.memoryIndex, [out, x, w, dtype, m, n, k], () => this.k.matmul(out, x, w, dtype, m, n, k, j0, j1));
+  }
+
+  attention(out: number, q: number, kCache: number, vCache: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number): void {
+    const work = rows * (pos0 + rows) * qHeads * headDim;
+    if (!this.pool || qHeads < 2 || work < this.minParallelWork) return this.k.attention(out, q, kCache, vCache, rows, pos0, qHeads, kvHeads, headDim, 0, qHeads);
+    const [h0, h1] = slice(qHeads, this.pool.threads, 0, 1);
+    this.pool.run(Op.Attention, this.memoryIndex, [out, q, kCache, vCache, rows, pos0, qHeads, kvHeads, headDim], () =>
+      this.k.attention(out, q, kCache, vCache, rows, pos0, qHeads, kvHeads, headDim, h0, h1));
+  }
+
+  widen(out: number, src: number, srcType: DType, n: number): void {
+    this.k.widen(out, src, DTYPE_CODE[srcType], n);
+  }
+
+  rmsNorm(out: number, x: number, weight: number, rows: number, dim: number, eps: number): void {
+    this.k.rmsNorm(out, x, weight, rows, dim, eps);
+  }
+
+  copyRows(dst: number, dstStride: number, src: number, srcStride: number, rows: number, width: number): void {
+    this.k.copyRows(dst, dstStride, src, srcStride, rows, width);
+  }
+
+  rope(x: number, cos: number, sin: number, rows: number, heads: number, headDim: number, pos0: number): void {
+    this.k.rope(x, cos, sin, rows, heads, headDim, pos0);
+  }
+
+  activate(out: number, x: number, rows: number, width: number, act: Activation, gated: boolean): void {
+    this.k.activate(out, x, rows, width, ACT[act], gated ? 1 : 0);
+  }
+
+  add(out: number, x: number, n: number): void {
+    this.k.add(out, x, n);
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.close();
+  }
+
+  /** Read `bytes` at `ptr` on every thread (the bandwidth probe); not part of the model's kernel interface. */
+  readBytes(ptr: number, bytes: number): void {
+    if (!this.pool) return void this.k.readBytes(ptr, bytes);
+    const [b0, b1] = slice(bytes, this.pool.threads, 0, 64);
+    this.pool.run(Op.Read, this.memoryIndex, [ptr, bytes], () => this.k.readBytes(ptr + b0, b1 - b0));
   }
 }

@@ -4,13 +4,17 @@
 import { writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { parameterCount } from "../config.js";
+import { readFile } from "node:fs/promises";
+import { PRESETS, parameterCount, parseConfig } from "../config.js";
+import { KernelProfile, measureBandwidth, measureSpeed, weightBytesPerToken } from "../bench.js";
+import { OpenELM as Model } from "../model.js";
+import { randomWeights } from "../synthetic.js";
 import { DTYPES, type DType } from "../dtype.js";
 import { decode } from "../generate.js";
 import { encodeNpy } from "../npy.js";
 import type { OpenELM } from "../model.js";
 import { TextStream } from "../tokenizer.js";
-import { loadModelFromFolder, loadTokenizerFromFolder } from "./index.js";
+import { createNodeKernels, loadModelFromFolder, loadTokenizerFromFolder } from "./index.js";
 
 /** The model that ships with the package, used when --model is not given (random weights; see README). */
 const DEMO_MODEL = fileURLToPath(new URL("../../ref/oracle/elm-tiny-32k", import.meta.url));
@@ -22,6 +26,7 @@ const common = {
   dtype: { type: "string" },
   kernels: { type: "string", default: "wasm" },
   context: { type: "string" },
+  threads: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -32,6 +37,11 @@ const HELP: Record<string, string> = {
                  [--seed S] [--ignore-eos] [--json]
   Decode with the KV cache (greedy at temperature 0, the default). Streams text for --prompt;
   --json prints one line {"ids": [...new ids...], ...} instead.`,
+  bench: `openelm bench --shape 270M|450M|1_1B|3B|config.json [--dtype bf16] [--threads N] [--prefill 128] [--decode 64]
+              [--context C] [--profile] [--json]
+  Build a model of that shape with random weights in memory (no file), run one prefill and the decode
+  steps after it (from cache length C if given), and report tokens/s, the measured memory bandwidth
+  and the bound it sets on decoding; --profile adds the time per kernel in a decode step.`,
   info: `openelm info [--model DIR]
   Print the derived architecture: per-layer heads and FFN widths, parameters, dtype, memory.`,
 };
@@ -39,7 +49,8 @@ const OPTIONS = `Options for every command:
   --model DIR       Hugging Face OpenELM folder (config.json + safetensors); default: the bundled demo model
   --dtype T         keep weight matrices as f32, f16 or bf16 in memory (default: as stored)
   --kernels K       wasm (SIMD, default) or typescript (the readable reference kernels)
-  --context N       cap the context (KV cache) below max_context_length`;
+  --context N       cap the context (KV cache) below max_context_length
+  --threads N       threads for the SIMD kernels (default: all cores)`;
 const USAGE = `usage: openelm <command> [options]
 
 ${Object.values(HELP).join("\n\n")}
@@ -74,13 +85,14 @@ function parseNumber(name: string, s: string | undefined, fallback: number): num
   return v;
 }
 
-async function load(v: { model?: string; dtype?: string; kernels?: string; context?: string }): Promise<OpenELM> {
+async function load(v: { model?: string; dtype?: string; kernels?: string; context?: string; threads?: string }): Promise<OpenELM> {
   if (v.dtype !== undefined && !DTYPES.includes(v.dtype as DType)) throw new UsageError(`--dtype: "${v.dtype}" is not one of ${DTYPES.join(", ")}`);
   if (v.kernels !== "wasm" && v.kernels !== "typescript") throw new UsageError(`--kernels: "${v.kernels}" is not wasm or typescript`);
   return loadModelFromFolder(v.model ?? DEMO_MODEL, {
     dtype: v.dtype as DType | undefined,
     kernels: v.kernels,
     contextLength: parseInt("context", v.context),
+    ...(v.threads !== undefined ? { threads: parseInt("threads", v.threads) } : {}),
   });
 }
 
@@ -176,7 +188,73 @@ async function info(args: string[]) {
   console.log(lines.join("\n"));
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { logits, generate, info };
+async function bench(args: string[]) {
+  const v = parse(args, {
+    shape: { type: "string" },
+    prefill: { type: "string" },
+    decode: { type: "string" },
+    profile: { type: "boolean" },
+    json: { type: "boolean" },
+  });
+  if (v.help) return console.log(HELP.bench + "\n\n" + OPTIONS);
+  if (!v.shape) throw new UsageError(`--shape is required: ${Object.keys(PRESETS).join(", ")} or a config.json`);
+  const raw = PRESETS[v.shape] ?? JSON.parse(await readFile(v.shape, "utf8").catch(() => {
+    throw new UsageError(`--shape: "${v.shape}" is neither a preset (${Object.keys(PRESETS).join(", ")}) nor a readable config.json`);
+  }));
+  const config = parseConfig(raw);
+  const dtype = (v.dtype ?? "bf16") as DType;
+  if (!DTYPES.includes(dtype)) throw new UsageError(`--dtype: "${v.dtype}" is not one of ${DTYPES.join(", ")}`);
+  const prefill = parseInt("prefill", v.prefill, 128)!, decodeSteps = parseInt("decode", v.decode, 64)!;
+  const context = parseInt("context", v.context);
+  const threads = parseInt("threads", v.threads);
+  const { arena, kernels } = await createNodeKernels({
+    ...(v.kernels === "typescript" ? { kernels: "typescript" as const } : {}),
+    ...(threads !== undefined ? { threads } : {}),
+  });
+  const profile = v.profile ? new KernelProfile(kernels, config.vocabSize) : undefined;
+  const weights = randomWeights(config, arena, dtype);
+  const needed = Math.max(prefill, context ?? 0) + decodeSteps;
+  const model = new Model(config, weights, arena, profile?.kernels ?? kernels, Math.min(config.maxContextLength, Math.max(needed, 1)));
+  const bandwidth = measureBandwidth(model);
+  let speed = measureSpeed(model, { prefill, decode: Math.min(decodeSteps, 2), context }); // warm-up
+  speed = measureSpeed(model, { prefill, decode: decodeSteps, context, beforeDecode: () => profile?.totals.clear() });
+  const bytesPerToken = weightBytesPerToken(weights);
+  const bound = bandwidth ? bandwidth * 1e9 / bytesPerToken : undefined;
+  const result = {
+    shape: v.shape,
+    dtype,
+    threads: (kernels as { threads?: number }).threads ?? 1,
+    kernels: kernels.name,
+    parameters: parameterCount(config),
+    ...speed,
+    weight_bytes_per_token: bytesPerToken,
+    bandwidth_gb_s: bandwidth,
+    decode_bound_tok_s: bound,
+    decode_fraction_of_bound: bound ? speed.decode_tok_s / bound : undefined,
+    peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    ...(profile ? { profile: profileTable(profile, decodeSteps) } : {}),
+  };
+  if (v.json) return console.log(JSON.stringify(result));
+  const f = (x: number | undefined, d = 1) => (x === undefined ? "-" : x.toFixed(d));
+  console.log(`${v.shape} ${dtype} on ${result.kernels}: ${result.parameters.toLocaleString("en-US")} parameters`);
+  console.log(`prefill ${prefill} tokens: ${f(speed.prefill_tok_s)} tok/s`);
+  console.log(`decode ${decodeSteps} tokens from context ${speed.decode_context}: ${f(speed.decode_tok_s)} tok/s`);
+  console.log(`bandwidth ${f(bandwidth)} GB/s; ${f(bytesPerToken / 2 ** 20)} MiB of weights per token; bound ${f(bound)} tok/s; reached ${f((result.decode_fraction_of_bound ?? NaN) * 100, 0)}%`);
+  console.log(`peak RSS ${f(result.peak_rss_mb, 0)} MB`);
+  if (result.profile) {
+    console.log(`\nper decode step (mean of ${decodeSteps}):`);
+    for (const row of result.profile) console.log(`  ${row.kernel.padEnd(22)} ${row.ms_per_step.toFixed(3).padStart(8)} ms  ${String(row.calls_per_step).padStart(4)} calls  ${(row.share * 100).toFixed(1).padStart(5)}%`);
+  }
+}
+
+/** Per-kernel time per decode step, largest first; "other" is the step time outside kernels. */
+function profileTable(p: KernelProfile, steps: number) {
+  const rows = [...p.totals].map(([kernel, t]) => ({ kernel, ms_per_step: t.ms / steps, calls_per_step: Math.round(t.calls / steps) }));
+  const total = rows.reduce((a, r) => a + r.ms_per_step, 0);
+  return rows.sort((a, b) => b.ms_per_step - a.ms_per_step).map((r) => ({ ...r, share: r.ms_per_step / total }));
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<void>> = { logits, generate, info, bench };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

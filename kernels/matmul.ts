@@ -1,0 +1,83 @@
+// Matrix products out = x · Wᵀ with W [n × k] stored as f32, f16 or bf16 (the Hugging Face layout:
+// one row per output). Each call computes the output columns j0..j1, so threads can split the rows of W.
+import { F32, BF16, madd, hsum, widen4, widen1, pairLo, pairHi, pairXLo, pairXHi, BF16Bits, F16Bits } from "./simd";
+
+// Prefill, m > 1: blocks of 4 rows of x × 2 rows of W, eight accumulators in registers. The two weight
+// rows stay in L1 while all of x streams past them from L2, so W is read from memory once per call.
+// Blocks at the edges repeat their last row and store only the real ones.
+function matmulBlocked<W>(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32, j0: i32, j1: i32): void {
+  const wb = <usize>sizeof<W>(), k4 = k & ~3, rowX = <usize>k * 4;
+  for (let j = j0; j < j1; j += 2) {
+    const wa = w + <usize>j * k * wb, wc = w + <usize>min(j + 1, j1 - 1) * k * wb;
+    for (let i = 0; i < m; i += 4) {
+      const x0 = x + <usize>i * rowX, x1 = x + <usize>min(i + 1, m - 1) * rowX;
+      const x2 = x + <usize>min(i + 2, m - 1) * rowX, x3 = x + <usize>min(i + 3, m - 1) * rowX;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+      for (let c = 0; c < k4; c += 4) {
+        const o = <usize>c * 4, ow = <usize>c * wb;
+        const va = widen4<W>(wa + ow), vc = widen4<W>(wc + ow);
+        let v = v128.load(x0 + o);
+        a0 = madd(v, va, a0); c0 = madd(v, vc, c0);
+        v = v128.load(x1 + o);
+        a1 = madd(v, va, a1); c1 = madd(v, vc, c1);
+        v = v128.load(x2 + o);
+        a2 = madd(v, va, a2); c2 = madd(v, vc, c2);
+        v = v128.load(x3 + o);
+        a3 = madd(v, va, a3); c3 = madd(v, vc, c3);
+      }
+      let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+      let t0 = hsum(c0), t1 = hsum(c1), t2 = hsum(c2), t3 = hsum(c3);
+      for (let c = k4; c < k; c++) {
+        const o = <usize>c * 4, ow = <usize>c * wb;
+        const fa = widen1<W>(wa + ow), fc = widen1<W>(wc + ow);
+        let f = load<f32>(x0 + o); s0 += f * fa; t0 += f * fc;
+        f = load<f32>(x1 + o); s1 += f * fa; t1 += f * fc;
+        f = load<f32>(x2 + o); s2 += f * fa; t2 += f * fc;
+        f = load<f32>(x3 + o); s3 += f * fa; t3 += f * fc;
+      }
+      const two = j + 1 < j1;
+      const o0 = out + (<usize>i * n + j) * 4, rowO = <usize>n * 4;
+      store<f32>(o0, s0); if (two) store<f32>(o0, t0, 4);
+      if (i + 1 < m) { store<f32>(o0 + rowO, s1); if (two) store<f32>(o0 + rowO, t1, 4); }
+      if (i + 2 < m) { store<f32>(o0 + 2 * rowO, s2); if (two) store<f32>(o0 + 2 * rowO, t2, 4); }
+      if (i + 3 < m) { store<f32>(o0 + 3 * rowO, s3); if (two) store<f32>(o0 + 3 * rowO, t3, 4); }
+    }
+  }
+}
+
+// Decode, m = 1: bound by reading W. One weight row at a time, sixteen weights per step, so the reads
+// form a single sequential stream (measured here: the prefetchers sustain more for one stream than
+// for four rows read side by side). Each v128 of weights is loaded once (see pairLo/pairHi).
+function matvec<W>(out: usize, x: usize, w: usize, k: i32, j0: i32, j1: i32): void {
+  const wb = <usize>sizeof<W>(), k16 = k & ~15, xEnd = x + <usize>k16 * 4;
+  for (let j = j0; j < j1; j++) {
+    let p = w + <usize>j * k * wb;
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    for (let px = x; px < xEnd; px += 64) {
+      const x0 = v128.load(px), x1 = v128.load(px, 16), x2 = v128.load(px, 32), x3 = v128.load(px, 48);
+      const r = v128.load(p), q = p + 8 * wb, s = v128.load(q);
+      a0 = madd(pairXLo<W>(x0, x1), pairLo<W>(p, r), a0);
+      a1 = madd(pairXHi<W>(x0, x1), pairHi<W>(p, r), a1);
+      a2 = madd(pairXLo<W>(x2, x3), pairLo<W>(q, s), a2);
+      a3 = madd(pairXHi<W>(x2, x3), pairHi<W>(q, s), a3);
+      p += 16 * wb;
+    }
+    let sum = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+    for (let c = k16; c < k; c++) sum += load<f32>(x + <usize>c * 4) * widen1<W>(p + <usize>(c - k16) * wb);
+    store<f32>(out + <usize>j * 4, sum);
+  }
+}
+
+/** out[m×n] = x[m×k] · W[n×k]ᵀ for output columns j0..j1. */
+export function matmul(out: usize, x: usize, w: usize, dtype: i32, m: i32, n: i32, k: i32, j0: i32, j1: i32): void {
+  if (m == 1) {
+    if (dtype == F32) matvec<f32>(out, x, w, k, j0, j1);
+    else if (dtype == BF16) matvec<BF16Bits>(out, x, w, k, j0, j1);
+    else matvec<F16Bits>(out, x, w, k, j0, j1);
+  } else {
+    if (dtype == F32) matmulBlocked<f32>(out, x, w, m, n, k, j0, j1);
+    else if (dtype == BF16) matmulBlocked<BF16Bits>(out, x, w, m, n, k, j0, j1);
+    else matmulBlocked<F16Bits>(out, x, w, m, n, k, j0, j1);
+  }
+}

@@ -1,0 +1,119 @@
+// Shared SIMD helpers: widening stored weights to f32x4, fused multiply-add, horizontal sums, exp.
+
+// Weight storage types, as numbered in src/dtype.ts (DTYPE_CODE).
+export const F32: i32 = 0;
+export const F16: i32 = 1;
+export const BF16: i32 = 2;
+
+// Kernels over weights are generic in a marker type W so that the compiler emits one loop per storage
+// type with no branch inside: f32 = F32, u16 = BF16 bits, i16 = F16 bits.
+export type BF16Bits = u16;
+export type F16Bits = i16;
+
+/** a·b + c; one fused instruction where the host has relaxed SIMD (this build's feature flag). */
+// @ts-ignore: decorator
+@inline export function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(f32x4.mul(a, b), c);
+}
+
+// @ts-ignore: decorator
+@inline export function hsum(v: v128): f32 {
+  const s = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
+}
+
+// bf16 is the top half of an f32: shift the 16 bits into place.
+// @ts-ignore: decorator
+@inline function bf16x4(p: usize): v128 {
+  return i32x4.shl(v128.load16x4_u(p), 16);
+}
+
+// f16 -> f32 without float16 instructions: move exponent and mantissa into f32 position and rescale
+// by 2^112 (exact for normals and subnormals); inf/NaN get an all-ones exponent.
+// @ts-ignore: decorator
+@inline function f16x4(p: usize): v128 {
+  const h = v128.load16x4_u(p);
+  const sign = i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16);
+  const em = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
+  const scaled = f32x4.mul(em, f32x4.splat(5.192296858534828e33)); // 2^112
+  const infNan = i32x4.ge_u(em, i32x4.splat(0x0f800000));
+  return v128.or(sign, v128.bitselect(v128.or(em, i32x4.splat(0x7f800000)), scaled, infNan));
+}
+
+// A 16-bit value in the top half of each 32-bit lane (low half zero) → f32: bf16 is already in place;
+// f16 moves exponent and mantissa down by 3 and rescales by 2^112. Checkpoints with f16 infinities or
+// NaNs are rejected when loaded, so this needs no special case for them.
+// @ts-ignore: decorator
+@inline function top16<W>(v: v128): v128 {
+  if (!isSigned<W>()) return v;
+  const em = i32x4.shr_u(v128.and(v, i32x4.splat(0x7fff0000)), 3);
+  return v128.or(v128.and(v, i32x4.splat(0x80000000)), f32x4.mul(em, f32x4.splat(5.192296858534828e33)));
+}
+
+/**
+ * Eight consecutive weights at p, loaded once, as two f32x4 halves. For f32 the halves are weights 0-3
+ * and 4-7; for 16-bit types they are the even (0, 2, 4, 6) and odd (1, 3, 5, 7) weights, which costs one
+ * shift or mask each. pairX gives the matching halves of eight x values.
+ */
+// @ts-ignore: decorator
+@inline export function pairLo<W>(p: usize, v: v128): v128 {
+  if (isFloat<W>()) return v;
+  return top16<W>(i32x4.shl(v, 16));
+}
+// @ts-ignore: decorator
+@inline export function pairHi<W>(p: usize, v: v128): v128 {
+  if (isFloat<W>()) return v128.load(p, 16);
+  return top16<W>(v128.and(v, i32x4.splat(0xffff0000)));
+}
+// @ts-ignore: decorator
+@inline export function pairXLo<W>(a: v128, b: v128): v128 {
+  if (isFloat<W>()) return a;
+  return i32x4.shuffle(a, b, 0, 2, 4, 6);
+}
+// @ts-ignore: decorator
+@inline export function pairXHi<W>(a: v128, b: v128): v128 {
+  if (isFloat<W>()) return b;
+  return i32x4.shuffle(a, b, 1, 3, 5, 7);
+}
+
+/** Four consecutive weights at p as f32x4. */
+// @ts-ignore: decorator
+@inline export function widen4<W>(p: usize): v128 {
+  if (isFloat<W>()) return v128.load(p);
+  if (!isSigned<W>()) return bf16x4(p);
+  return f16x4(p);
+}
+
+/** One weight at p as f32. */
+// @ts-ignore: decorator
+@inline export function widen1<W>(p: usize): f32 {
+  if (isFloat<W>()) return load<f32>(p);
+  if (!isSigned<W>()) return reinterpret<f32>(<u32>load<u16>(p) << 16);
+  const bits = <u32>load<u16>(p);
+  const em = (bits & 0x7fff) << 13;
+  const mag = em >= 0x0f800000 ? reinterpret<f32>(em | 0x7f800000) : reinterpret<f32>(em) * 5.192296858534828e33;
+  return (bits & 0x8000) != 0 ? -mag : mag;
+}
+
+
+/**
+ * e^x for four lanes (Cephes expf: x = n·ln2 + r, a degree-5 polynomial for e^r, 2^n built in the
+ * exponent bits); about 2 ulp, inputs clamped to [-87.3, 88.7] so that 2^n stays a normal number.
+ */
+// @ts-ignore: decorator
+@inline export function exp4(x: v128): v128 {
+  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.3)), f32x4.splat(88.7));
+  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341)));
+  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.splat(1.9875691500e-4);
+  p = madd(p, r, f32x4.splat(1.3981999507e-3));
+  p = madd(p, r, f32x4.splat(8.3334519073e-3));
+  p = madd(p, r, f32x4.splat(4.1665795894e-2));
+  p = madd(p, r, f32x4.splat(1.6666665459e-1));
+  p = madd(p, r, f32x4.splat(5.0000001201e-1));
+  p = madd(p, f32x4.mul(r, r), f32x4.add(r, f32x4.splat(1)));
+  const scale = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  return f32x4.mul(p, scale);
+}

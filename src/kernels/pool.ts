@@ -1,0 +1,74 @@
+// A pool of workers that run slices of one kernel call on the same shared WebAssembly.Memory.
+// Hand-off is a spin barrier on a SharedArrayBuffer: a decode step issues ~65 matrix products, and a
+// wake-up through Atomics.wait/notify costs ~76 µs against ~2 µs for a spin. Idle workers spin for about
+// a millisecond, then sleep in Atomics.wait until the next job.
+
+/** What a host must give: a started worker that runs `runWorker` (src/kernels/worker.ts) on its first message. */
+export interface WorkerLike {
+  postMessage(message: unknown): void;
+  terminate(): unknown;
+}
+
+export interface WorkerInit {
+  module: WebAssembly.Module;
+  memories: WebAssembly.Memory[];
+  control: SharedArrayBuffer;
+  index: number; // 1..threads-1; the calling thread is 0
+  threads: number;
+}
+
+// Int32 slots of the control block, then float64 arguments from ARGS_BYTE.
+export const GENERATION = 0, DONE = 1, SLEEPERS = 2, READY = 3, OP = 4, MEMORY = 5;
+export const ARGS_BYTE = 64, MAX_ARGS = 16;
+export const enum Op { Matmul = 1, Attention = 2, Read = 3, Stop = 9 }
+
+export class ThreadPool {
+  private readonly ctl: Int32Array;
+  private readonly args: Float64Array;
+
+  private constructor(readonly threads: number, private readonly workers: WorkerLike[], control: SharedArrayBuffer) {
+    this.ctl = new Int32Array(control, 0, 16);
+    this.args = new Float64Array(control, ARGS_BYTE, MAX_ARGS);
+  }
+
+  /** Start threads-1 workers (the caller is the first thread) and wait until they are ready. */
+  static async start(threads: number, spawn: () => WorkerLike, module: WebAssembly.Module, memories: WebAssembly.Memory[]): Promise<ThreadPool> {
+    const control = new SharedArrayBuffer(ARGS_BYTE + 8 * MAX_ARGS);
+    const workers = Array.from({ length: threads - 1 }, (_, i) => {
+      const w = spawn();
+      w.postMessage({ module, memories, control, index: i + 1, threads } satisfies WorkerInit);
+      return w;
+    });
+    const pool = new ThreadPool(threads, workers, control);
+    const deadline = Date.now() + 30_000;
+    while (Atomics.load(pool.ctl, READY) < threads - 1) {
+      if (Date.now() > deadline) throw new Error(`worker threads did not start within 30 s (${Atomics.load(pool.ctl, READY)} of ${threads - 1} ready)`);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    return pool;
+  }
+
+  /** Run `op` on every thread; `self` runs this thread's slice (index 0). Returns when all are done. */
+  run(op: Op, memory: number, args: number[], self: () => void): void {
+    const ctl = this.ctl;
+    this.args.set(args);
+    ctl[OP] = op;
+    ctl[MEMORY] = memory;
+    Atomics.store(ctl, DONE, 0);
+    Atomics.add(ctl, GENERATION, 1);
+    if (Atomics.load(ctl, SLEEPERS) > 0) Atomics.notify(ctl, GENERATION);
+    self();
+    while (Atomics.load(ctl, DONE) < this.threads - 1); // spin: the other slices end within microseconds of ours
+  }
+
+  async close(): Promise<void> {
+    this.run(Op.Stop, 0, [], () => {});
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+/** Split [0, n) into `parts` ranges whose starts are multiples of `align`; part p is [start, end). */
+export function slice(n: number, parts: number, p: number, align = 4): [number, number] {
+  const size = Math.ceil(n / parts / align) * align;
+  return [Math.min(n, p * size), Math.min(n, (p + 1) * size)];
+}

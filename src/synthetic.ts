@@ -1,0 +1,25 @@
+// Models with random weights and the exact shapes of a config, built in memory: for benchmarks at the
+// real sizes without the real weights (speed does not depend on the values).
+import type { Arena } from "./arena.js";
+import type { OpenELMConfig } from "./config.js";
+import { BYTES, convert, type DType } from "./dtype.js";
+import { seededRandom } from "./generate.js";
+import { allocateWeights, type Weights } from "./weights.js";
+
+const BLOCK = 1 << 20; // random values made once, then tiled over every tensor
+
+export function randomWeights(c: OpenELMConfig, arena: Arena, dtype: DType, seed = 42): Weights {
+  const random = seededRandom(seed);
+  const block = new Float32Array(BLOCK).map(() => (random() - 0.5) * 0.07); // about the spread of trained weights
+  const norms = new Float32Array(BLOCK).map(() => 0.5 + random());
+  const encoded = new Uint8Array(BLOCK * BYTES[dtype]);
+  convert(new Uint8Array(block.buffer), "f32", encoded, dtype, BLOCK);
+  const { weights, tensors } = allocateWeights(c, arena, () => dtype);
+  for (const { tensor } of tensors) {
+    const isNorm = tensor.shape.length === 1;
+    const src = isNorm ? new Uint8Array(norms.buffer) : encoded;
+    const bytes = tensor.shape.reduce((a, b) => a * b, 1) * BYTES[tensor.dtype];
+    for (let at = 0; at < bytes; at += src.length) arena.bytes(tensor.ptr + at, Math.min(src.length, bytes - at)).set(src.subarray(0, Math.min(src.length, bytes - at)));
+  }
+  return weights;
+}
