@@ -1,64 +1,108 @@
-// The arena owns the one WebAssembly.Memory that weights, KV cache and activations live in and that the
-// kernels read. It hands out byte offsets; typed views are rebuilt whenever the memory has grown.
+// The arena owns the WebAssembly.Memory that weights, KV cache and activations live in and that the
+// kernels read. It hands out byte offsets; typed views are rebuilt whenever a memory has grown.
+//
+// A wasm32 memory ends at 4 GiB, so a model larger than that (OpenELM-3B in BF16 is ~6 GB) gets several
+// memories. Then a pointer to a buffer that lives in one memory (a layer's weights, its KV cache) carries
+// the memory in its high part: (memory + 1)·2^32 + offset. Everything else (activations, RoPE tables) is
+// mirrored: allocated at the same offset in every memory, with a plain offset as its pointer.
+// src/kernels/sharded.ts runs each kernel call in the memory its pointers name.
 
 const PAGE = 65536;
 /** wasm32 memories end at 4 GiB. */
-export const MAX_ARENA_BYTES = 65536 * PAGE;
+export const MAX_MEMORY_BYTES = 65536 * PAGE;
 /** The first page stays free for the kernel module's own static data. */
 const RESERVED = PAGE;
+const TAG = 2 ** 32;
 
 export class Arena {
-  readonly memory: WebAssembly.Memory;
-  private top = RESERVED;
-  private buffer!: ArrayBuffer;
-  private _f32!: Float32Array;
-  private _u8!: Uint8Array;
+  readonly memories: WebAssembly.Memory[];
+  private readonly tops: number[];
+  private readonly views: { buffer: ArrayBuffer | SharedArrayBuffer; f32: Float32Array; u8: Uint8Array }[];
 
-  /** `shared`: a memory that worker threads can share (needs SharedArrayBuffer). */
-  constructor(shared = false) {
-    this.memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared });
-    this.refresh();
+  /** `shared`: memories that worker threads can share (needs SharedArrayBuffer). */
+  constructor(shared = false, memories = 1) {
+    this.memories = Array.from({ length: memories }, () => new WebAssembly.Memory({ initial: 1, maximum: 65536, shared }));
+    this.tops = this.memories.map(() => RESERVED);
+    this.views = this.memories.map(() => ({ buffer: new ArrayBuffer(0), f32: new Float32Array(0), u8: new Uint8Array(0) }));
   }
 
-  /** Bytes handed out so far. */
+  /** The first (for a model that fits in one, the only) memory. */
+  get memory(): WebAssembly.Memory {
+    return this.memories[0]!;
+  }
+
+  /** Bytes handed out so far, over all memories. */
   get used(): number {
-    return this.top;
+    return this.tops.reduce((a, b) => a + b, 0);
   }
 
-  /** Reserve `bytes` (64-byte aligned, so SIMD loads and cache lines line up) and return the offset. */
-  alloc(bytes: number, what = "buffer"): number {
-    const ptr = Math.ceil(this.top / 64) * 64;
+  /**
+   * Reserve `bytes` (64-byte aligned, so SIMD loads and cache lines line up) and return the pointer:
+   * in memory `memory`, or mirrored in every memory when it is not given.
+   */
+  alloc(bytes: number, what = "buffer", memory?: number): number {
+    const inOne = memory !== undefined && this.memories.length > 1;
+    const ptr = Math.ceil((inOne ? this.tops[memory]! : Math.max(...this.tops)) / 64) * 64;
     const end = ptr + bytes;
-    if (end > MAX_ARENA_BYTES)
-      throw new RangeError(`out of memory: ${what} needs ${(bytes / 2 ** 20).toFixed(1)} MiB more, past the 4 GiB limit of a wasm32 memory (in use: ${(this.top / 2 ** 20).toFixed(1)} MiB); try --dtype bf16 or a shorter context`);
-    const have = this.memory.buffer.byteLength;
-    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
-    this.top = end;
-    return ptr;
+    if (end > MAX_MEMORY_BYTES)
+      throw new RangeError(`out of memory: ${what} needs ${(bytes / 2 ** 20).toFixed(1)} MiB more, past the 4 GiB limit of a wasm32 memory (in use: ${(this.used / 2 ** 20).toFixed(1)} MiB); try --dtype bf16 or a shorter --context`);
+    for (const i of inOne ? [memory] : this.memories.keys()) {
+      const m = this.memories[i]!, have = m.buffer.byteLength;
+      if (end > have) m.grow(Math.ceil((end - have) / PAGE));
+      this.tops[i] = end;
+    }
+    return inOne ? (memory + 1) * TAG + ptr : ptr;
+  }
+
+  /** Allocate in the memory that holds `beside` (e.g. a layer's KV cache beside the layer's weights). */
+  allocBeside(beside: number, bytes: number, what: string): number {
+    return this.alloc(bytes, what, this.memoryOf(beside));
+  }
+
+  /** Which memory a pointer lives in (0 for mirrored buffers). */
+  memoryOf(ptr: number): number {
+    return ptr >= TAG ? Math.floor(ptr / TAG) - 1 : 0;
+  }
+
+  /** The byte offset of a pointer within its memory. */
+  offsetOf(ptr: number): number {
+    return ptr % TAG;
+  }
+
+  /** Float32 view of all of memory `i` (of the only memory, by default). */
+  f32Of(i = 0): Float32Array {
+    return this.view(i).f32;
   }
 
   get f32(): Float32Array {
-    if (this.buffer !== this.memory.buffer) this.refresh();
-    return this._f32;
+    return this.view(0).f32;
   }
 
-  get u8(): Uint8Array {
-    if (this.buffer !== this.memory.buffer) this.refresh();
-    return this._u8;
-  }
-
-  /** A Float32Array over `count` floats at byte offset `ptr` (valid until the memory grows). */
+  /** A Float32Array over `count` floats at `ptr` (valid until the memory grows); mirrored: memory 0's copy. */
   floats(ptr: number, count: number): Float32Array {
-    return this.f32.subarray(ptr >>> 2, (ptr >>> 2) + count);
+    const o = this.offsetOf(ptr) >>> 2;
+    return this.view(this.memoryOf(ptr)).f32.subarray(o, o + count);
   }
 
   bytes(ptr: number, count: number): Uint8Array {
-    return this.u8.subarray(ptr, ptr + count);
+    const o = this.offsetOf(ptr);
+    return this.view(this.memoryOf(ptr)).u8.subarray(o, o + count);
   }
 
-  private refresh(): void {
-    this.buffer = this.memory.buffer as ArrayBuffer;
-    this._f32 = new Float32Array(this.buffer);
-    this._u8 = new Uint8Array(this.buffer);
+  /** Write floats at `ptr`: into every memory for a mirrored buffer. */
+  write(ptr: number, data: Float32Array): void {
+    const o = this.offsetOf(ptr) >>> 2;
+    const targets = ptr >= TAG ? [this.memoryOf(ptr)] : [...this.memories.keys()];
+    for (const i of targets) this.view(i).f32.set(data, o);
+  }
+
+  private view(i: number) {
+    const v = this.views[i]!, buffer = this.memories[i]!.buffer;
+    if (v.buffer !== buffer) {
+      v.buffer = buffer;
+      v.f32 = new Float32Array(buffer);
+      v.u8 = new Uint8Array(buffer);
+    }
+    return v;
   }
 }

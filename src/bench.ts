@@ -12,9 +12,10 @@ export function weightBytesPerToken(w: Weights): number {
   return w.layers.reduce((s, l) => s + bytes(l.qkvProj) + bytes(l.outProj) + bytes(l.proj1) + bytes(l.proj2), 0) + bytes(w.lmHead);
 }
 
-/** The weight matrices as one byte range of the arena (they are allocated back to back). */
-function weightRange(w: Weights): [number, number] {
-  const all = [w.tokenEmbeddings, w.lmHead, ...w.layers.flatMap((l) => [l.qkvProj, l.outProj, l.proj1, l.proj2])];
+/** The weight matrices in the first memory as one byte range (they are allocated back to back). */
+function weightRange(w: Weights, arena: OpenELM["arena"]): [number, number] {
+  const all = [w.tokenEmbeddings, w.lmHead, ...w.layers.flatMap((l) => [l.qkvProj, l.outProj, l.proj1, l.proj2])]
+    .filter((t) => arena.memoryOf(t.ptr) === arena.memoryOf(w.tokenEmbeddings.ptr));
   const start = Math.min(...all.map((t) => t.ptr));
   const end = Math.max(...all.map((t) => t.ptr + t.shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype]));
   return [start, end];
@@ -24,7 +25,7 @@ function weightRange(w: Weights): [number, number] {
 export function measureBandwidth(model: OpenELM, repeats = 5): number | undefined {
   const k = model.kernels as Kernels & { readBytes?: (ptr: number, bytes: number) => void };
   if (!k.readBytes) return undefined;
-  const [start, end] = weightRange(model.weights);
+  const [start, end] = weightRange(model.weights, model.arena);
   const bytes = Math.floor((end - start) / 64) * 64;
   let best = Infinity;
   for (let i = 0; i < repeats; i++) {

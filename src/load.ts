@@ -10,7 +10,8 @@ import { ThreadPool, type WorkerLike } from "./kernels/pool.js";
 import { OpenELM } from "./model.js";
 import { readCheckpoint } from "./safetensors.js";
 import { Tokenizer } from "./tokenizer.js";
-import { loadWeights } from "./weights.js";
+import { loadWeights, planMemories, type Placement } from "./weights.js";
+import { ShardedKernels } from "./kernels/sharded.js";
 
 export interface KernelOptions {
   /** "wasm" (default: SIMD kernels) or "typescript" (the readable specification, one thread). */
@@ -32,6 +33,8 @@ export interface ModelOptions extends KernelOptions {
   dtype?: DType;
   /** Cap the context below max_context_length to save KV-cache memory. */
   contextLength?: number;
+  /** Bytes one memory may hold (default: 4 GiB, the wasm32 limit); smaller values spread a model over more memories (tests). */
+  memoryBytes?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -54,9 +57,13 @@ function canShareMemory(): boolean {
   return typeof SharedArrayBuffer !== "undefined" && (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
 }
 
-/** An arena and the kernels over it: SIMD (relaxed where the host validates it) with threads, or TypeScript. */
-export async function createKernels(opts: KernelOptions = {}): Promise<{ arena: Arena; kernels: Kernels }> {
+/**
+ * An arena of `memories` wasm32 memories and the kernels over it: SIMD (relaxed where the host validates
+ * it) with threads, or TypeScript.
+ */
+export async function createKernels(opts: KernelOptions = {}, memories = 1): Promise<{ arena: Arena; kernels: Kernels }> {
   if (opts.kernels === "typescript") {
+    if (memories > 1) throw new RangeError("this model needs more than one 4 GiB memory, which only the SIMD kernels support (drop --kernels typescript, or use --dtype bf16)");
     const arena = new Arena();
     return { arena, kernels: new ReferenceKernels(arena) };
   }
@@ -71,9 +78,16 @@ export async function createKernels(opts: KernelOptions = {}): Promise<{ arena: 
   const relaxed = relaxedBytes !== undefined && WebAssembly.validate(relaxedBytes);
   const build = `${relaxed ? "relaxed" : "simd"}${shared}` as KernelBuild;
   const module = await WebAssembly.compile(relaxed ? relaxedBytes! : await load(build));
-  const arena = new Arena(threads > 1);
-  const pool = threads > 1 ? await ThreadPool.start(threads, opts.spawnWorker!, module, [arena.memory]) : undefined;
-  return { arena, kernels: new WasmKernels(module, arena.memory, build, pool, opts.minParallelWork) };
+  const arena = new Arena(threads > 1, memories);
+  const pool = threads > 1 ? await ThreadPool.start(threads, opts.spawnWorker!, module, arena.memories) : undefined;
+  const sets = arena.memories.map((m, i) => new WasmKernels(module, m, build, pool, opts.minParallelWork, i));
+  return { arena, kernels: sets.length === 1 ? sets[0]! : new ShardedKernels(arena, sets) };
+}
+
+/** How many memories a model needs and which layer goes where (see planMemories). */
+export function planModel(config: OpenELMConfig, dtypeOf: Placement, contextLength: number, memoryBytes?: number) {
+  const reserve = OpenELM.bufferBytes(config, contextLength) + (memoryBytes === undefined ? 16 << 20 : 0);
+  return planMemories(config, dtypeOf, (l) => OpenELM.kvBytes(config, l, contextLength), reserve, memoryBytes);
 }
 
 /** Load config.json and the safetensors weights of a model folder. */
@@ -81,8 +95,9 @@ export async function loadModel(files: ModelFiles, opts: ModelOptions = {}): Pro
   const config = await readConfig(files);
   const tensors = await readCheckpoint(files);
   const contextLength = Math.min(opts.contextLength ?? config.maxContextLength, config.maxContextLength);
-  const { arena, kernels } = await createKernels(opts);
-  const weights = await loadWeights(config, tensors, arena, opts);
+  const plan = planModel(config, (name) => opts.dtype ?? tensors.get(name)?.dtype ?? "f32", contextLength, opts.memoryBytes);
+  const { arena, kernels } = await createKernels(opts, plan.memories);
+  const weights = await loadWeights(config, tensors, arena, opts, plan.layerMemory);
   return new OpenELM(config, weights, arena, kernels, contextLength);
 }
 

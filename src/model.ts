@@ -45,20 +45,30 @@ export function ropeTables(positions: number, headDim: number, base: number): { 
   return { cos, sin };
 }
 
-export class OpenELM {
-  /** Work buffers in the arena, sized for `maxRows` positions at a time. */
-  private readonly buf: {
-    x: number; // [rows, modelDim]   the residual stream
-    h: number; // [rows, modelDim]   normed input / projection output
-    qkv: number; // [rows, (q + 2kv)·headDim]  fused projection
-    q: number; // [rows, q·headDim]  queries, one head after another
-    attn: number; // [rows, q·headDim]  attention output before out_proj
-    ffn: number; // [rows, 2·ffnDim]  proj_1 output: gate | up
-    act: number; // [rows, ffnDim]    act(gate)·up
-    logits: number; // [rows, vocab]
-    cos: number; // [capacity, headDim/2]
-    sin: number; // [capacity, headDim/2]
+type BufferName = "x" | "h" | "qkv" | "q" | "attn" | "ffn" | "act" | "logits" | "cos" | "sin";
+
+/** Floats in each work buffer, sized for `rows` positions at a time and a context of `capacity`. */
+function bufferFloats(c: OpenELMConfig, capacity: number, rows: number): Record<BufferName, number> {
+  const maxQ = Math.max(...c.numQueryHeads) * c.headDim;
+  const maxQkv = Math.max(...c.numQueryHeads.map((q, l) => q + 2 * c.numKvHeads[l]!)) * c.headDim;
+  const maxFfn = Math.max(...c.ffnDims);
+  return {
+    x: rows * c.modelDim, // [rows, modelDim]   the residual stream
+    h: rows * c.modelDim, // [rows, modelDim]   normed input / projection output
+    qkv: rows * maxQkv, // [rows, (q + 2kv)·headDim]  fused projection
+    q: rows * maxQ, // [rows, q·headDim]  queries, one head after another
+    attn: rows * maxQ, // [rows, q·headDim]  attention output before out_proj
+    ffn: rows * 2 * maxFfn, // [rows, 2·ffnDim]  proj_1 output: gate | up
+    act: rows * maxFfn, // [rows, ffnDim]    act(gate)·up
+    logits: rows * c.vocabSize, // [rows, vocab]
+    cos: (capacity * c.headDim) / 2, // [capacity, headDim/2]
+    sin: (capacity * c.headDim) / 2, // [capacity, headDim/2]
   };
+}
+
+export class OpenELM {
+  /** Work buffers in the arena (see bufferFloats for their shapes). */
+  private readonly buf: Record<BufferName, number>;
 
   constructor(
     readonly config: OpenELMConfig,
@@ -70,26 +80,21 @@ export class OpenELM {
     /** Positions processed together in one matrix pass; longer prompts go in chunks. */
     readonly maxRows = 64,
   ) {
-    const c = config, R = maxRows;
-    const maxQ = Math.max(...c.numQueryHeads) * c.headDim;
-    const maxQkv = Math.max(...c.numQueryHeads.map((q, l) => q + 2 * c.numKvHeads[l]!)) * c.headDim;
-    const maxFfn = Math.max(...c.ffnDims);
-    const a = (floats: number, what: string) => arena.alloc(floats * F, what);
-    this.buf = {
-      x: a(R * c.modelDim, "activations"),
-      h: a(R * c.modelDim, "activations"),
-      qkv: a(R * maxQkv, "activations"),
-      q: a(R * maxQ, "activations"),
-      attn: a(R * maxQ, "activations"),
-      ffn: a(R * 2 * maxFfn, "activations"),
-      act: a(R * maxFfn, "activations"),
-      logits: a(R * c.vocabSize, "logits"),
-      cos: a((contextLength * c.headDim) / 2, "rope table"),
-      sin: a((contextLength * c.headDim) / 2, "rope table"),
-    };
-    const { cos, sin } = ropeTables(contextLength, c.headDim, c.ropeFreqConstant);
-    arena.floats(this.buf.cos, cos.length).set(cos);
-    arena.floats(this.buf.sin, sin.length).set(sin);
+    const floats = Object.entries(bufferFloats(config, contextLength, maxRows)) as [BufferName, number][];
+    this.buf = Object.fromEntries(floats.map(([name, n]) => [name, arena.alloc(n * F, name)])) as Record<BufferName, number>;
+    const { cos, sin } = ropeTables(contextLength, config.headDim, config.ropeFreqConstant);
+    arena.write(this.buf.cos, cos);
+    arena.write(this.buf.sin, sin);
+  }
+
+  /** Bytes of the work buffers for a context length and row count (to plan memory before loading). */
+  static bufferBytes(c: OpenELMConfig, contextLength: number, maxRows = 64): number {
+    return Object.values(bufferFloats(c, contextLength, maxRows)).reduce((a, n) => a + n * F + 64, 0);
+  }
+
+  /** Bytes of one layer's KV cache of `capacity` positions. */
+  static kvBytes(c: OpenELMConfig, layer: number, capacity: number): number {
+    return 2 * capacity * c.numKvHeads[layer]! * c.headDim * F;
   }
 
   /** Stop the kernels' worker threads (in Node they never keep the process alive; close frees them sooner). */
@@ -100,12 +105,13 @@ export class OpenELM {
   /** A KV cache for one sequence of up to `capacity` positions. */
   newCache(capacity = this.contextLength): KVCache {
     if (capacity > this.contextLength) throw new ContextError(`cache of ${capacity} positions exceeds the context length ${this.contextLength}`);
-    const c = this.config;
-    const per = (l: number) => capacity * c.numKvHeads[l]! * c.headDim * F;
+    const c = this.config, layers = this.weights.layers;
+    // each layer's keys and values sit beside its weights (in the same memory, for models over 4 GiB)
+    const per = (l: number) => OpenELM.kvBytes(c, l, capacity) / 2;
     return new KVCache(
       capacity,
-      c.numKvHeads.map((_, l) => this.arena.alloc(per(l), "KV cache")),
-      c.numKvHeads.map((_, l) => this.arena.alloc(per(l), "KV cache")),
+      layers.map((L, l) => this.arena.allocBeside(L.qkvProj.ptr, per(l), "KV cache")),
+      layers.map((L, l) => this.arena.allocBeside(L.qkvProj.ptr, per(l), "KV cache")),
     );
   }
 

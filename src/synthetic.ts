@@ -8,13 +8,13 @@ import { allocateWeights, type Weights } from "./weights.js";
 
 const BLOCK = 1 << 20; // random values made once, then tiled over every tensor
 
-export function randomWeights(c: OpenELMConfig, arena: Arena, dtype: DType, seed = 42): Weights {
+export function randomWeights(c: OpenELMConfig, arena: Arena, dtype: DType, layerMemory: number[] = [], seed = 42): Weights {
   const random = seededRandom(seed);
   const block = new Float32Array(BLOCK).map(() => (random() - 0.5) * 0.07); // about the spread of trained weights
   const norms = new Float32Array(BLOCK).map(() => 0.5 + random());
   const encoded = new Uint8Array(BLOCK * BYTES[dtype]);
   convert(new Uint8Array(block.buffer), "f32", encoded, dtype, BLOCK);
-  const { weights, tensors } = allocateWeights(c, arena, () => dtype);
+  const { weights, tensors } = allocateWeights(c, arena, () => dtype, layerMemory);
   for (const { tensor } of tensors) {
     const isNorm = tensor.shape.length === 1;
     const src = isNorm ? new Uint8Array(norms.buffer) : encoded;

@@ -1,6 +1,6 @@
 // The tensors an OpenELM checkpoint must hold (Hugging Face names and shapes, derived from the config),
 // checked against what the files hold, then read straight into the arena in the chosen storage type.
-import type { Arena } from "./arena.js";
+import { MAX_MEMORY_BYTES, type Arena } from "./arena.js";
 import type { OpenELMConfig } from "./config.js";
 import { BYTES, convert, type DType } from "./dtype.js";
 import type { TensorEntry } from "./safetensors.js";
@@ -81,13 +81,39 @@ export interface LoadOptions {
 /** Storage type of one tensor: matrices as asked (or as stored), norm weights always f32. */
 export type Placement = (name: string, shape: number[]) => DType;
 
-/** Allocate every tensor of the config in the arena; returns the weights and the list to fill. */
-export function allocateWeights(c: OpenELMConfig, arena: Arena, dtypeOf: Placement): { weights: Weights; tensors: { name: string; tensor: Tensor }[] } {
+const storedType = (dtypeOf: Placement, name: string, shape: number[]): DType => (shape.length === 2 ? dtypeOf(name, shape) : "f32");
+const sizeOf = (dtype: DType, shape: number[]) => shape.reduce((a, b) => a * b, 1) * BYTES[dtype];
+
+/**
+ * Which wasm32 memory (4 GiB each) every layer goes in: embeddings, final norm and output head in the
+ * first, then the layers in order with their KV caches, opening a new memory when one is full.
+ * `reserve`: bytes every memory keeps for mirrored buffers (activations, RoPE tables).
+ */
+export function planMemories(c: OpenELMConfig, dtypeOf: Placement, kvBytes: (layer: number) => number, reserve: number, memoryBytes = MAX_MEMORY_BYTES): { memories: number; layerMemory: number[] } {
+  const shapes = expectedTensors(c), budget = memoryBytes - (1 << 16) - reserve;
+  const bytes = (inPart: (name: string) => boolean) => [...shapes].filter(([n]) => inPart(n))
+    .reduce((a, [n, shape]) => a + sizeOf(storedType(dtypeOf, n, shape), shape) + 64, 0);
+  let memory = 0, used = bytes((n) => !n.startsWith("transformer.layers."));
+  const layerMemory = Array.from({ length: c.numLayers }, (_, l) => {
+    const need = bytes((n) => n.startsWith(`transformer.layers.${l}.`)) + kvBytes(l);
+    if (used + need > budget) {
+      memory++;
+      used = 0;
+    }
+    if (need > budget) throw new RangeError(`layer ${l} alone needs ${(need / 2 ** 30).toFixed(2)} GiB, more than one memory holds`);
+    used += need;
+    return memory;
+  });
+  return { memories: memory + 1, layerMemory };
+}
+
+/** Allocate every tensor of the config in the arena (layer l in memory layerMemory[l]); returns the weights and the list to fill. */
+export function allocateWeights(c: OpenELMConfig, arena: Arena, dtypeOf: Placement, layerMemory: number[] = []): { weights: Weights; tensors: { name: string; tensor: Tensor }[] } {
   const shapes = expectedTensors(c), tensors: { name: string; tensor: Tensor }[] = [];
-  const place = (name: string): Tensor => {
+  const place = (name: string, layer?: number): Tensor => {
     const shape = shapes.get(name)!;
-    const dtype: DType = shape.length === 2 ? dtypeOf(name, shape) : "f32";
-    const tensor = { ptr: arena.alloc(shape.reduce((a, b) => a * b, 1) * BYTES[dtype], name), dtype, shape };
+    const dtype = storedType(dtypeOf, name, shape);
+    const tensor = { ptr: arena.alloc(sizeOf(dtype, shape), name, layer === undefined ? 0 : (layerMemory[layer] ?? 0)), dtype, shape };
     tensors.push({ name, tensor });
     return tensor;
   };
@@ -95,14 +121,14 @@ export function allocateWeights(c: OpenELMConfig, arena: Arena, dtypeOf: Placeme
   const layers = Array.from({ length: c.numLayers }, (_, l): LayerWeights => {
     const p = `transformer.layers.${l}.`;
     return {
-      attnNorm: place(p + "attn_norm.weight"),
-      qkvProj: place(p + "attn.qkv_proj.weight"),
-      qNorm: c.normalizeQk ? place(p + "attn.q_norm.weight") : undefined,
-      kNorm: c.normalizeQk ? place(p + "attn.k_norm.weight") : undefined,
-      outProj: place(p + "attn.out_proj.weight"),
-      ffnNorm: place(p + "ffn_norm.weight"),
-      proj1: place(p + "ffn.proj_1.weight"),
-      proj2: place(p + "ffn.proj_2.weight"),
+      attnNorm: place(p + "attn_norm.weight", l),
+      qkvProj: place(p + "attn.qkv_proj.weight", l),
+      qNorm: c.normalizeQk ? place(p + "attn.q_norm.weight", l) : undefined,
+      kNorm: c.normalizeQk ? place(p + "attn.k_norm.weight", l) : undefined,
+      outProj: place(p + "attn.out_proj.weight", l),
+      ffnNorm: place(p + "ffn_norm.weight", l),
+      proj1: place(p + "ffn.proj_1.weight", l),
+      proj2: place(p + "ffn.proj_2.weight", l),
     };
   });
   const norm = place("transformer.norm.weight");
@@ -113,9 +139,9 @@ export function allocateWeights(c: OpenELMConfig, arena: Arena, dtypeOf: Placeme
 const CHUNK = 1 << 22; // bytes read at a time when converting between storage types
 
 /** Check the checkpoint, allocate every tensor in the arena, then read the file bytes directly into place. */
-export async function loadWeights(c: OpenELMConfig, found: Map<string, TensorEntry>, arena: Arena, opts: LoadOptions = {}): Promise<Weights> {
+export async function loadWeights(c: OpenELMConfig, found: Map<string, TensorEntry>, arena: Arena, opts: LoadOptions = {}, layerMemory: number[] = []): Promise<Weights> {
   checkTensors(c, found);
-  const { weights, tensors } = allocateWeights(c, arena, (name) => opts.dtype ?? found.get(name)!.dtype);
+  const { weights, tensors } = allocateWeights(c, arena, fileTypes(found, opts.dtype), layerMemory);
   const total = tensors.reduce((a, t) => a + found.get(t.name)!.bytes, 0);
   let done = 0;
   for (const { name, tensor } of tensors) {
@@ -141,10 +167,13 @@ export async function loadWeights(c: OpenELMConfig, found: Map<string, TensorEnt
   return weights;
 }
 
+/** Storage types for a checkpoint: `dtype` for every matrix, or else as each file holds it. */
+export const fileTypes = (found: Map<string, TensorEntry>, dtype?: DType): Placement => (name) => dtype ?? found.get(name)!.dtype;
+
 /** The SIMD kernels widen f16 weights assuming they are finite; an infinity or NaN means a broken file or an overflow. */
 function checkFiniteF16(name: string, arena: Arena, t: Tensor, fileType: DType): void {
   const count = t.shape.reduce((a, b) => a * b, 1);
-  const bits = new Uint16Array(arena.memory.buffer, t.ptr, count);
+  const raw = arena.bytes(t.ptr, count * 2), bits = new Uint16Array(raw.buffer, raw.byteOffset, count);
   for (let i = 0; i < count; i++) {
     if ((bits[i]! & 0x7c00) !== 0x7c00) continue;
     throw new WeightsError(fileType === "f16"

@@ -9,6 +9,7 @@ import { PRESETS, parameterCount, parseConfig } from "../config.js";
 import { KernelProfile, measureBandwidth, measureSpeed, weightBytesPerToken } from "../bench.js";
 import { OpenELM as Model } from "../model.js";
 import { randomWeights } from "../synthetic.js";
+import { planModel } from "../load.js";
 import { DTYPES, type DType } from "../dtype.js";
 import { decode } from "../generate.js";
 import { encodeNpy } from "../npy.js";
@@ -207,14 +208,15 @@ async function bench(args: string[]) {
   const prefill = parseInt("prefill", v.prefill, 128)!, decodeSteps = parseInt("decode", v.decode, 64)!;
   const context = parseInt("context", v.context);
   const threads = parseInt("threads", v.threads);
+  const contextLength = Math.min(config.maxContextLength, Math.max(prefill, context ?? 0) + decodeSteps);
+  const plan = planModel(config, () => dtype, contextLength);
   const { arena, kernels } = await createNodeKernels({
     ...(v.kernels === "typescript" ? { kernels: "typescript" as const } : {}),
     ...(threads !== undefined ? { threads } : {}),
-  });
+  }, plan.memories);
   const profile = v.profile ? new KernelProfile(kernels, config.vocabSize) : undefined;
-  const weights = randomWeights(config, arena, dtype);
-  const needed = Math.max(prefill, context ?? 0) + decodeSteps;
-  const model = new Model(config, weights, arena, profile?.kernels ?? kernels, Math.min(config.maxContextLength, Math.max(needed, 1)));
+  const weights = randomWeights(config, arena, dtype, plan.layerMemory);
+  const model = new Model(config, weights, arena, profile?.kernels ?? kernels, contextLength);
   const bandwidth = measureBandwidth(model);
   let speed = measureSpeed(model, { prefill, decode: Math.min(decodeSteps, 2), context }); // warm-up
   speed = measureSpeed(model, { prefill, decode: decodeSteps, context, beforeDecode: () => profile?.totals.clear() });
@@ -224,6 +226,7 @@ async function bench(args: string[]) {
     shape: v.shape,
     dtype,
     threads: (kernels as { threads?: number }).threads ?? 1,
+    memories: plan.memories,
     kernels: kernels.name,
     parameters: parameterCount(config),
     ...speed,

@@ -38,7 +38,7 @@ export const nodeKernelOptions = (opts: KernelOptions = {}): KernelOptions => ({
   ...opts,
 });
 
-export const createNodeKernels = (opts: KernelOptions = {}) => createKernels(nodeKernelOptions(opts));
+export const createNodeKernels = (opts: KernelOptions = {}, memories = 1) => createKernels(nodeKernelOptions(opts), memories);
 
 export async function loadModelFromFolder(dir: string, opts: ModelOptions = {}): Promise<OpenELM> {
   return loadModel(await folderFiles(dir), { ...nodeKernelOptions(), ...opts });
