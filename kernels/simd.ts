@@ -23,22 +23,10 @@ export type F16Bits = i16;
   return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
 }
 
-// bf16 is the top half of an f32: shift the 16 bits into place.
+// Four 16-bit values into the top halves of four 32-bit lanes; for bf16 that is the f32 value.
 // @ts-ignore: decorator
 @inline function bf16x4(p: usize): v128 {
   return i32x4.shl(v128.load16x4_u(p), 16);
-}
-
-// f16 -> f32 without float16 instructions: move exponent and mantissa into f32 position and rescale
-// by 2^112 (exact for normals and subnormals); inf/NaN get an all-ones exponent.
-// @ts-ignore: decorator
-@inline function f16x4(p: usize): v128 {
-  const h = v128.load16x4_u(p);
-  const sign = i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16);
-  const em = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
-  const scaled = f32x4.mul(em, f32x4.splat(5.192296858534828e33)); // 2^112
-  const infNan = i32x4.ge_u(em, i32x4.splat(0x0f800000));
-  return v128.or(sign, v128.bitselect(v128.or(em, i32x4.splat(0x7f800000)), scaled, infNan));
 }
 
 // A 16-bit value in the top half of each 32-bit lane (low half zero) → f32: bf16 is already in place;
@@ -81,11 +69,10 @@ export type F16Bits = i16;
 // @ts-ignore: decorator
 @inline export function widen4<W>(p: usize): v128 {
   if (isFloat<W>()) return v128.load(p);
-  if (!isSigned<W>()) return bf16x4(p);
-  return f16x4(p);
+  return top16<W>(bf16x4(p));
 }
 
-/** One weight at p as f32. */
+/** One weight at p as f32 (exact for every f16 bit pattern, infinities and NaN included). */
 // @ts-ignore: decorator
 @inline export function widen1<W>(p: usize): f32 {
   if (isFloat<W>()) return load<f32>(p);

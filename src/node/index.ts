@@ -11,6 +11,7 @@ import { folderFiles } from "./files.js";
 import { configureV8 } from "./v8-flags.js";
 
 export { folderFiles } from "./files.js";
+export { configureV8 } from "./v8-flags.js";
 
 configureV8();
 

@@ -1,0 +1,53 @@
+// npm run bench [-- --shapes 270M,450M --threads N --out FILE.json]
+// Prints per-kernel throughput and an end-to-end table (prefill at 128 and 512 tokens, decode at context
+// 128 and 1024, F32 and BF16, one thread and all), each end-to-end configuration in its own
+// `openelm bench` process so that peak memory is its own; writes everything as JSON.
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { configureV8 } from "openelm/node";
+import { kernelBenchmarks } from "./kernels.js";
+
+configureV8();
+const { values } = parseArgs({
+  options: {
+    shapes: { type: "string", default: "270M,450M,1_1B,3B" },
+    threads: { type: "string", default: String(availableParallelism()) },
+    out: { type: "string", default: "bench/results.json" },
+  },
+});
+const threads = Number(values.threads), shapes = values.shapes!.split(",");
+const CLI = fileURLToPath(new URL("../node/cli.js", import.meta.url));
+const PARAMS: Record<string, number> = { "270M": 0.27, "450M": 0.46, "1_1B": 1.08, "3B": 3.04 };
+
+const kernels = await kernelBenchmarks(threads);
+console.log("kernel                                         threads      ms   GFLOP/s     GB/s");
+for (const r of kernels) console.log(`${r.kernel.padEnd(46)} ${String(r.threads).padStart(7)} ${r.ms.toFixed(3).padStart(7)} ${r.gflop_s.toFixed(1).padStart(9)} ${r.gb_s.toFixed(1).padStart(8)}`);
+const tsMatvec = kernels.find((r) => r.kernel.startsWith("typescript matvec bf16"))!;
+const simdMatvec = kernels.find((r) => r.kernel.startsWith("matvec bf16") && r.threads === 1)!;
+console.log(`SIMD matvec (bf16, 1 thread) is ${(tsMatvec.ms / simdMatvec.ms).toFixed(1)}× the TypeScript specification\n`);
+
+type Row = Record<string, number | string | undefined>;
+const endToEnd: Row[] = [];
+const runs = shapes.flatMap((shape) => ["bf16", "f32"].flatMap((dtype) => [1, threads].filter((t, i, a) => a.indexOf(t) === i).flatMap((t) => [
+  { shape, dtype, threads: t, prefill: 128, context: 128 },
+  { shape, dtype, threads: t, prefill: 512, context: 1024 },
+])));
+console.log("shape  dtype threads  prefill  tok/s   decode@ctx  tok/s  bound tok/s  of bound  bandwidth GB/s  peak RSS MB");
+for (const r of runs) {
+  const decode = Math.max(8, Math.round(32 * 0.27 / PARAMS[r.shape]!)); // fewer steps for the big shapes
+  const args = [CLI, "bench", "--shape", r.shape, "--dtype", r.dtype, "--threads", String(r.threads), "--prefill", String(r.prefill), "--decode", String(decode), "--context", String(r.context), "--json"];
+  const p = spawnSync(process.execPath, args, { encoding: "utf8", maxBuffer: 1 << 24 });
+  if (p.status !== 0) {
+    console.log(`${r.shape} ${r.dtype} ×${r.threads}: failed: ${p.stderr.trim()}`);
+    continue;
+  }
+  const j = JSON.parse(p.stdout) as Row;
+  endToEnd.push(j);
+  const f = (x: unknown, d = 1) => (typeof x === "number" ? x.toFixed(d) : "-");
+  console.log(`${r.shape.padEnd(6)} ${r.dtype.padEnd(5)} ${String(r.threads).padStart(7)} ${String(r.prefill).padStart(8)} ${f(j.prefill_tok_s).padStart(6)} ${String(j.decode_context).padStart(12)} ${f(j.decode_tok_s).padStart(6)} ${f(j.decode_bound_tok_s).padStart(12)} ${(f(Number(j.decode_fraction_of_bound) * 100, 0) + "%").padStart(9)} ${f(j.bandwidth_gb_s).padStart(15)} ${f(j.peak_rss_mb, 0).padStart(12)}`);
+}
+writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), node: process.version, threads, kernels, endToEnd }, null, 1));
+console.log(`\nwrote ${values.out}`);

@@ -1,0 +1,56 @@
+// Per-kernel throughput with tinybench: matrix products at OpenELM-270M shapes (decode: one row;
+// prefill: 128 rows) for every weight type, attention over a long cache, and the streaming-read probe,
+// on one thread and on all; plus the TypeScript specification's matrix–vector product for comparison.
+import { Bench } from "tinybench";
+import type { DType, Kernels } from "openelm";
+import { createNodeKernels } from "openelm/node";
+
+export interface KernelRow {
+  kernel: string;
+  threads: number;
+  ms: number;
+  gflop_s: number;
+  gb_s: number;
+}
+
+const D = 1280, F = 2 * 5120; // 270M: model width, and proj_1 of the widest layer (gate | up)
+
+async function measure(threads: number, typescript = false): Promise<KernelRow[]> {
+  const { arena, kernels } = await createNodeKernels(typescript ? { kernels: "typescript" } : { threads });
+  const bench = new Bench({ time: 400, warmup: true });
+  const rows: { name: string; flop: number; bytes: number }[] = [];
+  const add = (name: string, flop: number, bytes: number, fn: () => void) => {
+    rows.push({ name, flop, bytes });
+    bench.add(name, fn);
+  };
+  const x = arena.alloc(128 * F * 4), out = arena.alloc(128 * F * 4);
+  arena.floats(x, 128 * F).fill(0.01);
+  for (const dtype of (typescript ? ["bf16"] : ["f32", "bf16", "f16"]) as DType[]) {
+    const b = dtype === "f32" ? 4 : 2, w = arena.alloc(F * D * b);
+    arena.bytes(w, F * D * b).fill(0x3c);
+    add(`matvec ${dtype} ${F}×${D}`, 2 * F * D, F * D * b, () => kernels.matmul(out, x, w, dtype, 1, F, D));
+    if (!typescript) add(`matmul ${dtype} 128×${D} · ${D}×${F}`, 2 * 128 * F * D, F * D * b, () => kernels.matmul(out, x, w, dtype, 128, F, D));
+  }
+  if (!typescript) {
+    const ctx = 1024, heads = 20, kv = 5, hd = 64, cache = arena.alloc(ctx * kv * hd * 4);
+    add(`attention 1 query × ${ctx} keys, ${heads}/${kv} heads`, 4 * ctx * heads * hd, 2 * ctx * kv * hd * 4, () => kernels.attention(out, x, cache, cache, 1, ctx - 1, heads, kv, hd));
+    const big = 256 * 2 ** 20, p = arena.alloc(big);
+    arena.bytes(p, big).fill(1);
+    const read = kernels as Kernels & { readBytes(ptr: number, bytes: number): void };
+    add("streaming read 256 MiB", 0, big, () => read.readBytes(p, big));
+  }
+  await bench.run();
+  await kernels.close();
+  return bench.tasks.map((t, i) => {
+    const result = t.result;
+    if (result.state !== "completed") throw new Error(`benchmark ${t.name} did not complete (${result.state})`);
+    const ms = result.latency.mean;
+    const r = rows[i]!;
+    return { kernel: (typescript ? "typescript " : "") + r.name, threads, ms, gflop_s: r.flop / ms / 1e6, gb_s: r.bytes / ms / 1e6 };
+  });
+}
+
+/** SIMD on one thread, SIMD on `threads`, and the TypeScript specification (rows marked "typescript"). */
+export async function kernelBenchmarks(threads: number): Promise<KernelRow[]> {
+  return [...(await measure(1)), ...(threads > 1 ? await measure(threads) : []), ...(await measure(1, true))];
+}
