@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { PRESETS, parseConfig } from "../dist/config.js";
 import { expectedTensors } from "../dist/weights.js";
 import { convert, BYTES } from "../dist/dtype.js";
-import { seededRandom } from "../dist/generate.js";
+import { seededRandom } from "../dist/generation/sampler.js";
 
 const [shape, out, dtype = "f32"] = process.argv.slice(2);
 if (!shape || !out || !BYTES[dtype]) throw new Error("usage: node ref/make-random-checkpoint.mjs SHAPE OUT_DIR [f32|f16|bf16]");

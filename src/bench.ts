@@ -1,7 +1,7 @@
 // Measuring the model: prefill and decode speed, memory bandwidth, and a per-kernel profile of a step.
 // Used by `openelm bench` and by bench/; works in any host.
 import type { Kernels } from "./kernels/types.js";
-import { seededRandom } from "./generate.js";
+import { seededRandom } from "./generation/sampler.js";
 import type { OpenELM } from "./model.js";
 import type { Weights } from "./weights.js";
 import { BYTES } from "./dtype.js";
@@ -74,6 +74,7 @@ export function measureSpeed(model: OpenELM, opts: SpeedOptions): SpeedResult {
   const t2 = performance.now();
   for (let i = 0; i < opts.decode; i++) model.forward(cache, [token()]);
   const t3 = performance.now();
+  model.releaseCache(cache);
   return {
     prefill_tokens: opts.prefill,
     prefill_tok_s: opts.prefill / ((t1 - t0) / 1000),

@@ -20,7 +20,7 @@ export interface KernelOptions {
   threads?: number;
   /** Bytes of a kernel build (dist/kernels-BUILD.wasm); by default fetched beside this module. */
   wasm?: (build: KernelBuild) => Promise<BufferSource>;
-  /** Start a worker running src/kernels/worker.ts (Node: src/node/worker.ts; browsers: web-worker.ts). */
+  /** Start a worker running src/kernels/worker.ts (Node: src/node/worker.ts; default in browsers: a module Web Worker of web-worker.ts). */
   spawnWorker?: () => WorkerLike;
   /** Use plain SIMD even where relaxed SIMD (fused multiply-add) is available. */
   noRelaxed?: boolean;
@@ -52,6 +52,9 @@ export async function readConfig(files: ModelFiles): Promise<OpenELMConfig> {
 
 const fetchBuild = async (build: KernelBuild) => (await fetch(new URL(`../kernels-${build}.wasm`, import.meta.url))).arrayBuffer();
 
+/** A module Web Worker running the kernel loop (browsers). */
+const webWorker = () => new Worker(new URL("./kernels/web-worker.js", import.meta.url), { type: "module" });
+
 /** Can this host share memory between threads? (Browsers need cross-origin isolation.) */
 function canShareMemory(): boolean {
   return typeof SharedArrayBuffer !== "undefined" && (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
@@ -68,8 +71,9 @@ export async function createKernels(opts: KernelOptions = {}, memories = 1): Pro
     return { arena, kernels: new ReferenceKernels(arena) };
   }
   let threads = Math.max(1, Math.floor(opts.threads ?? 1));
-  if (threads > 1 && (!canShareMemory() || !opts.spawnWorker)) {
-    console.warn(`openelm: ${opts.spawnWorker ? "SharedArrayBuffer is unavailable (a page needs cross-origin isolation: COOP/COEP headers)" : "no way to start workers was given"}; running on one thread`);
+  const spawn = opts.spawnWorker ?? (typeof Worker !== "undefined" ? webWorker : undefined);
+  if (threads > 1 && (!canShareMemory() || !spawn)) {
+    console.warn(`openelm: ${spawn ? "SharedArrayBuffer is unavailable (a page needs cross-origin isolation: COOP/COEP headers)" : "no way to start workers was given"}; running on one thread`);
     threads = 1;
   }
   const shared = threads > 1 ? "-shared" : "";
@@ -79,7 +83,7 @@ export async function createKernels(opts: KernelOptions = {}, memories = 1): Pro
   const build = `${relaxed ? "relaxed" : "simd"}${shared}` as KernelBuild;
   const module = await WebAssembly.compile(relaxed ? relaxedBytes! : await load(build));
   const arena = new Arena(threads > 1, memories);
-  const pool = threads > 1 ? await ThreadPool.start(threads, opts.spawnWorker!, module, arena.memories) : undefined;
+  const pool = threads > 1 ? await ThreadPool.start(threads, spawn!, module, arena.memories) : undefined;
   const sets = arena.memories.map((m, i) => new WasmKernels(module, m, build, pool, opts.minParallelWork, i));
   return { arena, kernels: sets.length === 1 ? sets[0]! : new ShardedKernels(arena, sets) };
 }

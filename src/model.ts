@@ -23,6 +23,12 @@ export class ContextError extends RangeError {
   override name = "ContextError";
 }
 
+/** Some new tokens of one sequence, continuing its cache. */
+interface Segment {
+  cache: KVCache;
+  ids: number[];
+}
+
 export interface ForwardOptions {
   /** Logits for every position (for `openelm logits`); by default only for the last one. */
   allPositions?: boolean;
@@ -102,9 +108,18 @@ export class OpenELM {
     return this.kernels.close();
   }
 
-  /** A KV cache for one sequence of up to `capacity` positions. */
+  /** Caches given back with releaseCache, ready for reuse (arena memory is never freed). */
+  private readonly spare: KVCache[] = [];
+
+  /** A KV cache for one sequence of up to `capacity` positions (a released one when there is one). */
   newCache(capacity = this.contextLength): KVCache {
     if (capacity > this.contextLength) throw new ContextError(`cache of ${capacity} positions exceeds the context length ${this.contextLength}`);
+    const reuse = this.spare.findIndex((c) => c.capacity === capacity);
+    if (reuse >= 0) {
+      const cache = this.spare.splice(reuse, 1)[0]!;
+      cache.length = 0;
+      return cache;
+    }
     const c = this.config, layers = this.weights.layers;
     // each layer's keys and values sit beside its weights (in the same memory, for models over 4 GiB)
     const per = (l: number) => OpenELM.kvBytes(c, l, capacity) / 2;
@@ -115,61 +130,116 @@ export class OpenELM {
     );
   }
 
+  /** Give a cache back for a later newCache to reuse. */
+  releaseCache(cache: KVCache): void {
+    if (!this.spare.includes(cache)) this.spare.push(cache);
+  }
+
   /**
    * Run `ids` through the model after the positions already in `cache`, appending their keys and values.
    * Returns logits [1, vocab] for the last position, or [ids.length, vocab] with `allPositions`.
    */
   forward(cache: KVCache, ids: ArrayLike<number>, opts: ForwardOptions = {}): Float32Array {
-    const V = this.config.vocabSize;
-    if (ids.length === 0) throw new RangeError("forward: no token ids");
-    for (let i = 0; i < ids.length; i++)
-      if (!Number.isInteger(ids[i]) || ids[i]! < 0 || ids[i]! >= V) throw new RangeError(`token id ${ids[i]} at index ${i} is out of range [0, ${V})`);
-    if (cache.length + ids.length > cache.capacity)
-      throw new ContextError(`context too long: ${cache.length} cached + ${ids.length} new tokens exceed the context length ${cache.capacity}`);
-    const all = Array.from(ids), out = new Float32Array((opts.allPositions ? ids.length : 1) * V);
+    const V = this.config.vocabSize, all = Array.from(ids);
+    this.check(cache, all);
+    const out = new Float32Array((opts.allPositions ? all.length : 1) * V);
     for (let start = 0; start < all.length; start += this.maxRows) {
       const chunk = all.slice(start, start + this.maxRows);
-      const last = start + chunk.length === ids.length;
-      const rows = opts.allPositions ? chunk.length : last ? 1 : 0;
-      this.step(cache, chunk, rows);
-      if (rows) out.set(this.arena.floats(this.buf.logits, rows * V), opts.allPositions ? start * V : 0);
+      const last = start + chunk.length === all.length;
+      const rows = opts.allPositions ? chunk.map((_, i) => i) : last ? [chunk.length - 1] : [];
+      this.step([{ cache, ids: chunk }], rows);
+      if (rows.length) out.set(this.arena.floats(this.buf.logits, rows.length * V), opts.allPositions ? start * V : 0);
     }
     return out;
   }
 
-  /** One matrix pass over T ≤ maxRows positions; leaves logits of the last `logitRows` positions in buf.logits. */
-  private step(cache: KVCache, ids: number[], logitRows: number): void {
+  /**
+   * Run several sequences at once, each after its own cache: the matrix products see all their rows
+   * together, so the weights are read once per step for the whole batch. Returns each sequence's logits
+   * [vocab] at its last position.
+   */
+  forwardBatch(caches: KVCache[], ids: number[][]): Float32Array[] {
+    const V = this.config.vocabSize;
+    if (caches.length !== ids.length) throw new RangeError(`forwardBatch: ${caches.length} caches for ${ids.length} sequences`);
+    if (new Set(caches).size !== caches.length) throw new RangeError("forwardBatch: a cache appears twice in one batch");
+    ids.forEach((seq, i) => this.check(caches[i]!, seq));
+    const out = ids.map(() => new Float32Array(V));
+    const done = ids.map(() => 0); // tokens of each sequence already run
+    while (done.some((d, i) => d < ids[i]!.length)) {
+      // pack pieces of the sequences into one step of at most maxRows rows
+      const segments: Segment[] = [], rows: number[] = [], owners: number[] = [];
+      let used = 0;
+      for (let i = 0; i < ids.length && used < this.maxRows; i++) {
+        const piece = ids[i]!.slice(done[i], done[i]! + this.maxRows - used);
+        if (piece.length === 0) continue;
+        segments.push({ cache: caches[i]!, ids: piece });
+        done[i]! += piece.length;
+        used += piece.length;
+        if (done[i] === ids[i]!.length) {
+          rows.push(used - 1);
+          owners.push(i);
+        }
+      }
+      this.step(segments, rows);
+      const logits = this.arena.floats(this.buf.logits, rows.length * V);
+      owners.forEach((seq, r) => out[seq]!.set(logits.subarray(r * V, (r + 1) * V)));
+    }
+    return out;
+  }
+
+  /** Token ids in range and room in the cache, or a clear error. */
+  private check(cache: KVCache, ids: number[]): void {
+    const V = this.config.vocabSize;
+    if (ids.length === 0) throw new RangeError("forward: no token ids");
+    ids.forEach((id, i) => {
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw new RangeError(`token id ${id} at index ${i} is out of range [0, ${V})`);
+    });
+    if (cache.length + ids.length > cache.capacity)
+      throw new ContextError(`context too long: ${cache.length} cached + ${ids.length} new tokens exceed the context length ${cache.capacity}`);
+  }
+
+  /**
+   * One matrix pass over the rows of every segment (at most maxRows in all), each segment a sequence
+   * continuing its own cache; leaves the logits of the rows listed in `logitRows` in buf.logits.
+   */
+  private step(segments: Segment[], logitRows: number[]): void {
     const { config: c, weights: w, kernels: k, buf: b } = this;
-    const T = ids.length, pos0 = cache.length, D = c.modelDim, hd = c.headDim, eps = c.normEps;
+    const rows = segments.flatMap((s) => s.ids), T = rows.length, D = c.modelDim, hd = c.headDim, eps = c.normEps;
 
     // token embeddings → x [T, D]
     const emb = w.tokenEmbeddings, rowBytes = D * BYTES[emb.dtype];
-    ids.forEach((id, t) => k.widen(b.x + t * D * F, emb.ptr + id * rowBytes, emb.dtype, D));
+    rows.forEach((id, t) => k.widen(b.x + t * D * F, emb.ptr + id * rowBytes, emb.dtype, D));
 
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l]!, nq = c.numQueryHeads[l]!, nkv = c.numKvHeads[l]!, ffn = c.ffnDims[l]!;
       const qkvWidth = (nq + 2 * nkv) * hd;
-      const kNew = cache.k[l]! + pos0 * nkv * hd * F; // [T, nkv, hd] rows of the cache for these positions
-      const vNew = cache.v[l]! + pos0 * nkv * hd * F;
 
       // attention pre-norm → h [T, D]
       k.rmsNorm(b.h, b.x, L.attnNorm.ptr, T, D, eps);
       // fused projection → qkv [T, (nq + 2·nkv)·hd]
       k.matmul(b.qkv, b.h, L.qkvProj.ptr, L.qkvProj.dtype, T, qkvWidth, D);
-      // split heads: q → [T, nq, hd]; k and v go straight into the cache
-      k.copyRows(b.q, nq * hd, b.qkv, qkvWidth, T, nq * hd);
-      k.copyRows(kNew, nkv * hd, b.qkv + nq * hd * F, qkvWidth, T, nkv * hd);
-      k.copyRows(vNew, nkv * hd, b.qkv + (nq + nkv) * hd * F, qkvWidth, T, nkv * hd);
-      // QK-norm: RMSNorm over each head's vector
-      if (L.qNorm && L.kNorm) {
-        k.rmsNorm(b.q, b.q, L.qNorm.ptr, T * nq, hd, eps);
-        k.rmsNorm(kNew, kNew, L.kNorm.ptr, T * nkv, hd, eps);
+      let r = 0; // first row of the segment
+      for (const { cache, ids } of segments) {
+        const n = ids.length, pos0 = cache.length;
+        const qkv = b.qkv + r * qkvWidth * F, q = b.q + r * nq * hd * F;
+        const kNew = cache.k[l]! + pos0 * nkv * hd * F; // [n, nkv, hd] rows of the cache for these positions
+        const vNew = cache.v[l]! + pos0 * nkv * hd * F;
+        // split heads: q → [n, nq, hd]; k and v go straight into this sequence's cache
+        k.copyRows(q, nq * hd, qkv, qkvWidth, n, nq * hd);
+        k.copyRows(kNew, nkv * hd, qkv + nq * hd * F, qkvWidth, n, nkv * hd);
+        k.copyRows(vNew, nkv * hd, qkv + (nq + nkv) * hd * F, qkvWidth, n, nkv * hd);
+        // QK-norm: RMSNorm over each head's vector
+        if (L.qNorm && L.kNorm) {
+          k.rmsNorm(q, q, L.qNorm.ptr, n * nq, hd, eps);
+          k.rmsNorm(kNew, kNew, L.kNorm.ptr, n * nkv, hd, eps);
+        }
+        // rotary position embedding of q and k at positions pos0..pos0+n-1
+        k.rope(q, b.cos, b.sin, n, nq, hd, pos0);
+        k.rope(kNew, b.cos, b.sin, n, nkv, hd, pos0);
+        // causal grouped-query attention over the cache → attn [n, nq·hd]
+        k.attention(b.attn + r * nq * hd * F, q, cache.k[l]!, cache.v[l]!, n, pos0, nq, nkv, hd);
+        r += n;
       }
-      // rotary position embedding of q and k at positions pos0..pos0+T-1
-      k.rope(b.q, b.cos, b.sin, T, nq, hd, pos0);
-      k.rope(kNew, b.cos, b.sin, T, nkv, hd, pos0);
-      // causal grouped-query attention over the cache → attn [T, nq·hd]
-      k.attention(b.attn, b.q, cache.k[l]!, cache.v[l]!, T, pos0, nq, nkv, hd);
       // out projection → h [T, D], then the residual
       k.matmul(b.h, b.attn, L.outProj.ptr, L.outProj.dtype, T, D, nq * hd);
       k.add(b.x, b.h, T * D);
@@ -184,13 +254,13 @@ export class OpenELM {
       k.matmul(b.h, b.act, L.proj2.ptr, L.proj2.dtype, T, D, ffn);
       k.add(b.x, b.h, T * D);
     }
-    cache.length += T;
-    if (logitRows === 0) return;
+    for (const s of segments) s.cache.length += s.ids.length;
+    if (logitRows.length === 0) return;
 
-    // final norm of the rows we need logits for → h [logitRows, D]
-    const from = b.x + (T - logitRows) * D * F;
-    k.rmsNorm(b.h, from, w.norm.ptr, logitRows, D, eps);
-    // output head (the embedding matrix when shared) → logits [logitRows, vocab]
-    k.matmul(b.logits, b.h, w.lmHead.ptr, w.lmHead.dtype, logitRows, c.vocabSize, D);
+    // the rows we need logits for → h [n, D], final norm
+    logitRows.forEach((row, i) => k.copyRows(b.h + i * D * F, D, b.x + row * D * F, D, 1, D));
+    k.rmsNorm(b.h, b.h, w.norm.ptr, logitRows.length, D, eps);
+    // output head (the embedding matrix when shared) → logits [n, vocab]
+    k.matmul(b.logits, b.h, w.lmHead.ptr, w.lmHead.dtype, logitRows.length, c.vocabSize, D);
   }
 }

@@ -3,7 +3,7 @@
 import type { Arena } from "./arena.js";
 import type { OpenELMConfig } from "./config.js";
 import { BYTES, convert, type DType } from "./dtype.js";
-import { seededRandom } from "./generate.js";
+import { seededRandom } from "./generation/sampler.js";
 import { allocateWeights, type Weights } from "./weights.js";
 
 const BLOCK = 1 << 20; // random values made once, then tiled over every tensor

@@ -6,10 +6,13 @@ import { Tokenizer as HFTokenizer } from "@huggingface/tokenizers";
 export class Tokenizer {
   private readonly tok: HFTokenizer;
   readonly vocabSize: number;
+  /** The model folder's chat template (tokenizer_config.json), if it has one. */
+  readonly chatTemplate?: string;
 
-  constructor(tokenizerJson: object, tokenizerConfig: object = {}) {
+  constructor(tokenizerJson: object, tokenizerConfig: { chat_template?: unknown } = {}) {
     this.tok = new HFTokenizer(tokenizerJson as never, { add_bos_token: true, ...tokenizerConfig } as never);
     this.vocabSize = Object.keys((tokenizerJson as { model: { vocab: object } }).model.vocab).length;
+    if (typeof tokenizerConfig.chat_template === "string") this.chatTemplate = tokenizerConfig.chat_template;
   }
 
   /** Token ids of `text`, with the BOS token first unless `bos` is false. */
@@ -19,7 +22,7 @@ export class Tokenizer {
 
   /** Text of `ids`; special tokens (<s>, </s>) are dropped. */
   decode(ids: number[]): string {
-    return this.tok.decode(ids, { skip_special_tokens: true });
+    return ids.length === 0 ? "" : this.tok.decode(ids, { skip_special_tokens: true });
   }
 }
 
@@ -28,11 +31,11 @@ export class Tokenizer {
  * the spaces SentencePiece encodes at word starts (decoding is done after a context token, then cut).
  */
 export class TextStream {
-  private readonly ids: number[] = [];
+  private ids: number[] = [];
   private emitted = 0;
-  private readonly prefix: string;
+  private prefix: string;
 
-  constructor(private readonly tokenizer: Tokenizer, private readonly contextId = 29871 /* "▁" */) {
+  constructor(private readonly tokenizer: Tokenizer, private contextId = 29871 /* "▁" */) {
     this.prefix = tokenizer.decode([contextId]);
   }
 
@@ -48,11 +51,16 @@ export class TextStream {
   }
 
   private take(final: boolean): string {
+    if (this.ids.length === 0) return "";
     const text = this.tokenizer.decode([this.contextId, ...this.ids]).slice(this.prefix.length);
     // An incomplete UTF-8 sequence decodes to U+FFFD at the end: wait for the rest of its bytes.
     if (!final && text.endsWith("\uFFFD")) return "";
     const delta = text.slice(this.emitted);
-    this.emitted = text.length;
+    // Everything so far is out and whole: continue after the last token, so each step decodes two tokens.
+    this.contextId = this.ids[this.ids.length - 1]!;
+    this.prefix = this.tokenizer.decode([this.contextId]);
+    this.ids = [];
+    this.emitted = 0;
     return delta;
   }
 }

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { decodeNpy } from "../src/npy.js";
+import { loadTokenizerFromFolder } from "../src/node/index.js";
 import { ORACLE, ROOT, oracleCases, relError } from "./helpers/oracle.js";
 
 const CLI = join(ROOT, "dist/node/cli.js");
@@ -61,6 +62,59 @@ describe("openelm generate", () => {
   });
 });
 
+describe("openelm generate: sampling, stop strings, faster decoding, chat", () => {
+  const tiny = join(ORACLE, "elm-tiny-32k");
+  const json = (...args: string[]) => {
+    const r = run("generate", "--model", tiny, "--json", ...args);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    return JSON.parse(r.stdout);
+  };
+
+  it("a seed fixes the sampled ids; another seed changes them", () => {
+    const sample = (seed: string) => json("--prompt", "Once upon a time", "--max-new-tokens", "16", "--ignore-eos", "--temperature", "1.5", "--top-k", "50", "--top-p", "0.95", "--min-p", "0.01", "--repetition-penalty", "1.2", "--seed", seed).ids;
+    expect(sample("7")).toEqual(sample("7"));
+    expect(sample("7")).not.toEqual(sample("8"));
+  });
+
+  it("--stop ends the text before the stop string", () => {
+    const full = json("--prompt", "Once upon a time", "--max-new-tokens", "24", "--ignore-eos");
+    const stop = full.text.slice(10, 14);
+    const stopped = json("--prompt", "Once upon a time", "--max-new-tokens", "24", "--ignore-eos", "--stop", stop, "--stop", "zzzz");
+    expect(stopped.text).toBe(full.text.slice(0, full.text.indexOf(stop)));
+    expect(stopped.finish_reason).toBe("stop");
+  });
+
+  it("--prompt-lookup and --draft-model give the greedy ids and report the guesses accepted", () => {
+    const [, c] = oracleCases("elm-tiny-32k");
+    const base = ["--ids", c!.ids.join(","), "--max-new-tokens", "16", "--ignore-eos", "--temperature", "0"];
+    const greedy = json(...base);
+    const lookup = json(...base, "--prompt-lookup", "4");
+    const draft = json(...base, "--draft-model", tiny, "--dtype", "bf16", "--draft-tokens", "4");
+    expect(greedy.ids).toEqual(c!.greedy);
+    expect(lookup.ids).toEqual(greedy.ids);
+    expect(draft.ids).toEqual(greedy.ids);
+    expect(lookup.speculation.accepted).toBeGreaterThan(0);
+    expect(draft.speculation.acceptance_rate).toBe(1); // the same model as its own draft agrees with itself
+  });
+
+  it("--chat renders the prompt in the instruct template", async () => {
+    const chat = json("--prompt", "Hi!", "--system", "Be brief.", "--chat", "--max-new-tokens", "4", "--ignore-eos");
+    const tokenizer = await loadTokenizerFromFolder(tiny);
+    const rendered = tokenizer.encode("<|system|>\nBe brief.</s>\n<|user|>\nHi!</s>\n<|assistant|>\n");
+    expect(chat.timings.prompt_tokens).toBe(rendered.length);
+    const plain = json("--ids", rendered.join(","), "--max-new-tokens", "4", "--ignore-eos");
+    expect(chat.ids).toEqual(plain.ids);
+  });
+
+  it("openelm chat answers each line of a piped conversation, with history", () => {
+    const r = spawnSync(process.execPath, [CLI, "chat", "--model", tiny, "--max-new-tokens", "5", "--system", "Be brief."], { input: "Hi!\nAnd then?\n/exit\n", encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(r.stdout.match(/openelm> /g)).toHaveLength(2);
+    expect(r.stdout.match(/\(5 tokens, [\d.]+ tok\/s\)/g)).toHaveLength(2);
+  });
+});
+
 describe("openelm info", () => {
   it("prints the derived per-layer architecture", () => {
     const r = run("info", "--model", join(ORACLE, "elm-tiny-gqa"));
@@ -70,6 +124,23 @@ describe("openelm info", () => {
     const rows = r.stdout.split("\n").filter((l) => /^\s+\d+\s+\d+\s+\d+\s+[\d.]+\s+\d+$/.test(l)).map((l) => l.trim().split(/\s+/).map(Number));
     expect(rows).toEqual([[0, 4, 1, 0.5, 64], [1, 8, 2, 1.67, 224], [2, 8, 2, 2.83, 352], [3, 8, 2, 4, 512]]);
     expect(r.stdout).toMatch(/parameters\s+[\d,]+/);
+  });
+});
+
+describe("openelm bench", () => {
+  it("builds a random-weight model of a config's shape and reports speed, bandwidth and memory as one JSON line", () => {
+    const r = run("bench", "--shape", join(ORACLE, "elm-tiny-gqa/config.json"), "--dtype", "bf16", "--threads", "2", "--prefill", "16", "--decode", "4", "--json");
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({ dtype: "bf16", threads: 2, memories: 1, prefill_tokens: 16, decode_tokens: 4, decode_context: 16 });
+    for (const key of ["prefill_tok_s", "decode_tok_s", "bandwidth_gb_s", "peak_rss_mb", "decode_bound_tok_s"]) expect(j[key]).toBeGreaterThan(0);
+    expect(j.weight_bytes_per_token).toBe(2 * (j.parameters - 4 * (2 * 128) - 128 - 4 * 2 * 16)); // every matrix once, in bf16
+  });
+
+  it("--profile lists the kernels of a decode step", () => {
+    const r = run("bench", "--shape", join(ORACLE, "elm-tiny-gqa/config.json"), "--prefill", "4", "--decode", "4", "--context", "64", "--profile", "--json");
+    const kernels = JSON.parse(r.stdout).profile.map((p: { kernel: string; calls_per_step: number }) => [p.kernel, p.calls_per_step]);
+    expect(Object.fromEntries(kernels)).toMatchObject({ "matmul (layers)": 16, "matmul (output head)": 1, attention: 4, rmsNorm: 4 * 4 + 1 });
   });
 });
 
@@ -107,6 +178,9 @@ describe("bad input exits non-zero with one clear line", () => {
     ["an unknown dtype", () => ["info", "--model", gqa, "--dtype", "f64"], /--dtype: "f64" is not one of f32, f16, bf16/],
     ["an unknown option", () => ["info", "--model", gqa, "--frobnicate"], /Unknown option '--frobnicate'/],
     ["an unknown command", () => ["train"], /unknown command "train"/],
+    ["a top-p out of range", () => ["generate", "--prompt", "x", "--top-p", "2"], /--top-p: 2 is not in \(0, 1\]/],
+    ["a malformed logit bias", () => ["generate", "--prompt", "x", "--logit-bias", "13=5"], /--logit-bias: "13=5" is not ID:BIAS/],
+    ["a draft model with another vocabulary", () => ["generate", "--model", join(ORACLE, "elm-tiny-32k"), "--prompt", "x", "--draft-model", gqa], /the draft model's vocabulary \(512\) differs from the model's \(32000\)/],
   ];
   it.each(cases)("%s", (_, args, message) => {
     const r = run(...args());
@@ -117,7 +191,7 @@ describe("bad input exits non-zero with one clear line", () => {
   });
 
   it("--help works for every command", () => {
-    for (const cmd of ["logits", "generate", "info"]) {
+    for (const cmd of ["logits", "generate", "info", "chat", "bench"]) {
       const r = run(cmd, "--help");
       expect(r.code).toBe(0);
       expect(r.stdout).toContain(`openelm ${cmd}`);

@@ -6,7 +6,7 @@ import type { Arena } from "../src/arena.js";
 import { BYTES, DTYPES, F16_TABLE, bf16ToF32, f32ToBf16, f32ToF16, type DType } from "../src/dtype.js";
 import { ReferenceKernels } from "../src/kernels/reference.js";
 import type { WasmKernels } from "../src/kernels/wasm.js";
-import { seededRandom } from "../src/generate.js";
+import { seededRandom } from "../src/generation/sampler.js";
 import { createNodeKernels } from "../src/node/index.js";
 
 const random = seededRandom(1234);

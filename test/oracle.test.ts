@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { decode } from "../src/generate.js";
+import { decode } from "../src/generation/decode.js";
 import { parseConfig } from "../src/config.js";
 import { OpenELM } from "../src/model.js";
 import { MODELS, ORACLE, greedyAgreement, loadOracle, oracleCases, relError } from "./helpers/oracle.js";

@@ -22,7 +22,10 @@ export const GENERATION = 0, DONE = 1, SLEEPERS = 2, READY = 3, OP = 4, MEMORY =
 export const ARGS_BYTE = 64, MAX_ARGS = 16;
 export const enum Op { Matmul = 1, Attention = 2, Read = 3, Stop = 9 }
 
+const SPIN_BEFORE_WAIT = 1 << 16;
+
 export class ThreadPool {
+  private canWait = true;
   private readonly ctl: Int32Array;
   private readonly args: Float64Array;
 
@@ -58,7 +61,16 @@ export class ThreadPool {
     Atomics.add(ctl, GENERATION, 1);
     if (Atomics.load(ctl, SLEEPERS) > 0) Atomics.notify(ctl, GENERATION);
     self();
-    while (Atomics.load(ctl, DONE) < this.threads - 1); // spin: the other slices end within microseconds of ours
+    // The other slices end within microseconds of ours: spin. If they do not (more threads than free
+    // cores), sleep until a worker's notify, where the host lets this thread block.
+    for (let spins = 0, done = Atomics.load(ctl, DONE); done < this.threads - 1; done = Atomics.load(ctl, DONE)) {
+      if (++spins < SPIN_BEFORE_WAIT || !this.canWait) continue;
+      try {
+        Atomics.wait(ctl, DONE, done, 1);
+      } catch {
+        this.canWait = false; // a browser's main thread may not block
+      }
+    }
   }
 
   async close(): Promise<void> {

@@ -33,5 +33,6 @@ export function runWorker(init: WorkerInit): void {
       if (b0 < b1) k.readBytes(a[0]! + b0, b1 - b0);
     }
     Atomics.add(ctl, DONE, 1);
+    Atomics.notify(ctl, DONE); // wakes the caller only if it gave up spinning
   }
 }
