@@ -8,11 +8,14 @@ export class Tokenizer {
   readonly vocabSize: number;
   /** The model folder's chat template (tokenizer_config.json), if it has one. */
   readonly chatTemplate?: string;
+  /** Id of the beginning-of-sequence token (<s>). */
+  readonly bosId: number;
 
   constructor(tokenizerJson: object, tokenizerConfig: { chat_template?: unknown } = {}) {
     this.tok = new HFTokenizer(tokenizerJson as never, { add_bos_token: true, ...tokenizerConfig } as never);
     this.vocabSize = Object.keys((tokenizerJson as { model: { vocab: object } }).model.vocab).length;
     if (typeof tokenizerConfig.chat_template === "string") this.chatTemplate = tokenizerConfig.chat_template;
+    this.bosId = this.encode("")[0]!;
   }
 
   /** Token ids of `text`, with the BOS token first unless `bos` is false. */

@@ -4,6 +4,7 @@
 import { UsageError, MODEL_HELP } from "./commands/args.js";
 import * as bench from "./commands/bench.js";
 import * as conformance from "./commands/conformance.js";
+import * as evaluation from "./commands/eval.js";
 import * as generation from "./commands/generate.js";
 
 const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
@@ -11,9 +12,11 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   chat: generation.chat,
   logits: conformance.logits,
   info: conformance.info,
+  perplexity: evaluation.perplexity,
+  eval: evaluation.evalTask,
   bench: bench.bench,
 };
-const HELP = { ...generation.HELP, ...conformance.HELP, ...bench.HELP };
+const HELP = { ...generation.HELP, ...conformance.HELP, ...evaluation.HELP, ...bench.HELP };
 const USAGE = `usage: openelm <command> [options]     (openelm <command> --help for its options)
 
 ${Object.values(HELP).join("\n\n")}

@@ -114,14 +114,17 @@ export function parseSampling(v: SamplingValues): GenerateOptions & { maxNewToke
   };
 }
 
-/** A progress bar on stderr while weights load (only on a terminal, so logs stay clean). */
-function progressBar(label: string): ((done: number, total: number) => void) | undefined {
+/**
+ * A progress bar on stderr with elapsed time and ETA (only on a terminal, so logs stay clean).
+ * `unit` formats the counts, e.g. bytes as MiB.
+ */
+export function progressBar(label: string, unit: (n: number) => string = String): ((done: number, total: number) => void) | undefined {
   if (!process.stderr.isTTY) return undefined;
   const t0 = performance.now();
   return (done, total) => {
-    const width = 30, filled = Math.round((done / total) * width);
-    const mb = (b: number) => (b / 2 ** 20).toFixed(0);
-    process.stderr.write(`\r${label} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${mb(done)}/${mb(total)} MiB ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const width = 30, filled = Math.round((done / total) * width), s = (performance.now() - t0) / 1000;
+    const eta = done > 0 && done < total ? ` ETA ${((s * (total - done)) / done).toFixed(0)} s` : "";
+    process.stderr.write(`\r${label} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${unit(done)}/${unit(total)} ${s.toFixed(1)} s${eta}   `);
     if (done === total) process.stderr.write("\n");
   };
 }
@@ -135,6 +138,6 @@ export async function loadModel(v: { model?: string; dtype?: string; kernels?: s
     kernels: v.kernels,
     contextLength: parseInteger("context", v.context),
     ...(threads !== undefined ? { threads } : {}),
-    onProgress: progressBar(label),
+    onProgress: progressBar(label, (b) => `${(b / 2 ** 20).toFixed(0)} MiB`),
   });
 }
