@@ -29,6 +29,12 @@ interface Segment {
   ids: number[];
 }
 
+/**
+ * A named intermediate of the forward pass (for tracing; see TAPS in src/trace.ts): its name, its layer
+ * (undefined for embed, norm, logits), and a copy of its values with their shape.
+ */
+export type TapFn = (name: string, layer: number | undefined, data: Float32Array, shape: number[]) => void;
+
 export interface ForwardOptions {
   /** Logits for every position (for `openelm logits`); by default only for the last one. */
   allPositions?: boolean;
@@ -75,6 +81,8 @@ function bufferFloats(c: OpenELMConfig, capacity: number, rows: number): Record<
 export class OpenELM {
   /** Work buffers in the arena (see bufferFloats for their shapes). */
   private readonly buf: Record<BufferName, number>;
+  /** When set, receives every named intermediate of the forward pass. */
+  onTap?: TapFn;
 
   constructor(
     readonly config: OpenELMConfig,
@@ -128,6 +136,13 @@ export class OpenELM {
       layers.map((L, l) => this.arena.allocBeside(L.qkvProj.ptr, per(l), "KV cache")),
       layers.map((L, l) => this.arena.allocBeside(L.qkvProj.ptr, per(l), "KV cache")),
     );
+  }
+
+  /** Report a named intermediate: `shape` rows (shape[0]) of prod(shape[1:]) floats, `stride` floats apart. */
+  private tap(name: string, layer: number | undefined, ptr: number, shape: number[], stride?: number): void {
+    if (!this.onTap) return;
+    const width = shape.slice(1).reduce((a, b) => a * b, 1);
+    this.onTap(name, layer, this.kernels.read(ptr, shape[0]!, width, stride ?? width), shape);
   }
 
   /** Give a cache back for a later newCache to reuse. */
@@ -209,6 +224,7 @@ export class OpenELM {
     // token embeddings → x [T, D]
     const emb = w.tokenEmbeddings, rowBytes = D * BYTES[emb.dtype];
     rows.forEach((id, t) => k.widen(b.x + t * D * F, emb.ptr + id * rowBytes, emb.dtype, D));
+    this.tap("embed", undefined, b.x, [T, D]);
 
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l]!, nq = c.numQueryHeads[l]!, nkv = c.numKvHeads[l]!, ffn = c.ffnDims[l]!;
@@ -216,6 +232,7 @@ export class OpenELM {
 
       // attention pre-norm → h [T, D]
       k.rmsNorm(b.h, b.x, L.attnNorm.ptr, T, D, eps);
+      this.tap("attn_norm", l, b.h, [T, D]);
       // fused projection → qkv [T, (nq + 2·nkv)·hd]
       k.matmul(b.qkv, b.h, L.qkvProj.ptr, L.qkvProj.dtype, T, qkvWidth, D);
       let r = 0; // first row of the segment
@@ -233,26 +250,40 @@ export class OpenELM {
           k.rmsNorm(q, q, L.qNorm.ptr, n * nq, hd, eps);
           k.rmsNorm(kNew, kNew, L.kNorm.ptr, n * nkv, hd, eps);
         }
+        this.tap("q", l, q, [n, nq, hd]);
+        this.tap("k", l, kNew, [n, nkv, hd]);
+        this.tap("v", l, vNew, [n, nkv, hd]);
         // rotary position embedding of q and k at positions pos0..pos0+n-1
         k.rope(q, b.cos, b.sin, n, nq, hd, pos0);
         k.rope(kNew, b.cos, b.sin, n, nkv, hd, pos0);
+        this.tap("q_rope", l, q, [n, nq, hd]);
+        this.tap("k_rope", l, kNew, [n, nkv, hd]);
         // causal grouped-query attention over the cache → attn [n, nq·hd]
         k.attention(b.attn + r * nq * hd * F, q, cache.k[l]!, cache.v[l]!, n, pos0, nq, nkv, hd);
+        this.tap("attn", l, b.attn + r * nq * hd * F, [n, nq * hd]);
         r += n;
       }
       // out projection → h [T, D], then the residual
       k.matmul(b.h, b.attn, L.outProj.ptr, L.outProj.dtype, T, D, nq * hd);
+      this.tap("attn_out", l, b.h, [T, D]);
       k.add(b.x, b.h, T * D);
+      this.tap("resid_attn", l, b.x, [T, D]);
 
       // FFN pre-norm → h [T, D]
       k.rmsNorm(b.h, b.x, L.ffnNorm.ptr, T, D, eps);
+      this.tap("ffn_norm", l, b.h, [T, D]);
       // proj_1 → ffn [T, 2·ffn] (gate | up) with GLU, else [T, ffn]
       k.matmul(b.ffn, b.h, L.proj1.ptr, L.proj1.dtype, T, L.proj1.shape[0]!, D);
+      if (c.ffnWithGlu) this.tap("ffn_gate", l, b.ffn, [T, ffn], 2 * ffn);
+      this.tap("ffn_up", l, b.ffn + (c.ffnWithGlu ? ffn * F : 0), [T, ffn], L.proj1.shape[0]!);
       // act(gate) · up → act [T, ffn]
       k.activate(b.act, b.ffn, T, ffn, c.activation, c.ffnWithGlu);
+      this.tap("ffn_act", l, b.act, [T, ffn]);
       // proj_2 → h [T, D], then the residual
       k.matmul(b.h, b.act, L.proj2.ptr, L.proj2.dtype, T, D, ffn);
+      this.tap("ffn_out", l, b.h, [T, D]);
       k.add(b.x, b.h, T * D);
+      this.tap("resid_ffn", l, b.x, [T, D]);
     }
     for (const s of segments) s.cache.length += s.ids.length;
     if (logitRows.length === 0) return;
@@ -260,7 +291,9 @@ export class OpenELM {
     // the rows we need logits for → h [n, D], final norm
     logitRows.forEach((row, i) => k.copyRows(b.h + i * D * F, D, b.x + row * D * F, D, 1, D));
     k.rmsNorm(b.h, b.h, w.norm.ptr, logitRows.length, D, eps);
+    this.tap("norm", undefined, b.h, [logitRows.length, D]);
     // output head (the embedding matrix when shared) → logits [n, vocab]
     k.matmul(b.logits, b.h, w.lmHead.ptr, w.lmHead.dtype, logitRows.length, c.vocabSize, D);
+    this.tap("logits", undefined, b.logits, [logitRows.length, c.vocabSize]);
   }
 }

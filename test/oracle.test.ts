@@ -1,22 +1,9 @@
 // openelm against Apple's CoreNet outputs for every oracle checkpoint (ref/oracle, see its README).
 import { describe, expect, it } from "vitest";
-import { readFileSync, readdirSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { decode } from "../src/generation/decode.js";
-import { parseConfig } from "../src/config.js";
-import { OpenELM } from "../src/model.js";
-import { MODELS, ORACLE, greedyAgreement, loadOracle, oracleCases, relError } from "./helpers/oracle.js";
+import { MODELS, greedyAgreement, loadOracle, oracleCases, relError, splitBudget } from "./helpers/oracle.js";
 
 const TOLERANCE = 1e-4; // relative to the largest |logit|, as the task sets it
-
-/** A per-memory budget that holds about 60% of a model's weights, so that its layers need two memories or more. */
-function splitBudget(name: string): number {
-  const dir = join(ORACLE, name);
-  const config = parseConfig(JSON.parse(readFileSync(join(dir, "config.json"), "utf8")));
-  const weights = readdirSync(dir).filter((f) => f.endsWith(".safetensors")).reduce((a, f) => a + statSync(join(dir, f)).size, 0);
-  const kv = config.numKvHeads.reduce((a, _, l) => a + OpenELM.kvBytes(config, l, config.maxContextLength), 0);
-  return Math.round(0.6 * weights) + OpenELM.bufferBytes(config, config.maxContextLength) + kv + 2 ** 16;
-}
 
 describe.each(MODELS)("%s", (name) => {
   const cases = oracleCases(name);

@@ -18,6 +18,13 @@ export const ACTIVATIONS: Record<Activation, (x: number) => number> = {
   relu: (x) => Math.max(0, x),
 };
 
+/** Copy rows of `width` floats, `stride` apart, starting at byte offset `ptr` of a memory's f32 view. */
+export function readRows(f32: Float32Array, ptr: number, rows: number, width: number, stride: number): Float32Array {
+  const out = new Float32Array(rows * width);
+  for (let r = 0; r < rows; r++) out.set(f32.subarray((ptr >> 2) + r * stride, (ptr >> 2) + r * stride + width), r * width);
+  return out;
+}
+
 export class ReferenceKernels implements Kernels {
   readonly name: string = "typescript";
   constructor(protected readonly arena: Arena) {}
@@ -123,6 +130,10 @@ export class ReferenceKernels implements Kernels {
       const xi = (x >> 2) + r * inStride, oi = (out >> 2) + r * width;
       for (let c = 0; c < width; c++) f[oi + c] = fn(f[xi + c]!) * (gated ? f[xi + width + c]! : 1);
     }
+  }
+
+  read(ptr: number, rows: number, width: number, stride: number): Float32Array {
+    return readRows(this.arena.f32, ptr, rows, width, stride);
   }
 
   async close(): Promise<void> {}

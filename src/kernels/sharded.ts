@@ -80,6 +80,10 @@ export class ShardedKernels implements Kernels {
     this.wrote(out, n * 4);
   }
 
+  read(ptr: number, rows: number, width: number, stride: number): Float32Array {
+    return this.at(ptr).read(this.o(ptr), rows, width, stride);
+  }
+
   readBytes(ptr: number, bytes: number): void {
     this.at(ptr).readBytes?.(this.o(ptr), bytes);
   }

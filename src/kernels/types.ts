@@ -28,6 +28,8 @@ export interface Kernels {
   activate(out: number, x: number, rows: number, width: number, act: Activation, gated: boolean): void;
   /** out[n] += x[n] (the residual connection). */
   add(out: number, x: number, n: number): void;
+  /** Copy `rows` rows of `width` floats, `stride` apart, out of the arena (for tracing). */
+  read(ptr: number, rows: number, width: number, stride: number): Float32Array;
   /** Stop worker threads, if any. */
   close(): Promise<void>;
 }

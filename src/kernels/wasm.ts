@@ -4,6 +4,7 @@ import type { Activation } from "../config.js";
 import { DTYPE_CODE, type DType } from "../dtype.js";
 import { Op, slice, type ThreadPool } from "./pool.js";
 import type { Kernels } from "./types.js";
+import { readRows } from "./reference.js";
 
 /** The exports of kernels/index.ts. */
 export interface WasmExports {
@@ -31,7 +32,7 @@ export class WasmKernels implements Kernels {
    * `minParallelWork`: multiply-adds below which a call stays on this thread (waking the others costs
    * a few microseconds).
    */
-  constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, readonly build: KernelBuild, private readonly pool?: ThreadPool, private readonly minParallelWork = 1 << 15, private readonly memoryIndex = 0) {
+  constructor(module: WebAssembly.Module, private readonly memory: WebAssembly.Memory, readonly build: KernelBuild, private readonly pool?: ThreadPool, private readonly minParallelWork = 1 << 15, private readonly memoryIndex = 0) {
     this.k = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as WasmExports;
     this.name = `wasm-${build}${pool ? ` ×${pool.threads} threads` : ""}`;
   }
@@ -77,6 +78,10 @@ export class WasmKernels implements Kernels {
 
   add(out: number, x: number, n: number): void {
     this.k.add(out, x, n);
+  }
+
+  read(ptr: number, rows: number, width: number, stride: number): Float32Array {
+    return readRows(new Float32Array(this.memory.buffer), ptr, rows, width, stride);
   }
 
   async close(): Promise<void> {

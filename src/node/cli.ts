@@ -6,8 +6,10 @@ import * as bench from "./commands/bench.js";
 import * as conformance from "./commands/conformance.js";
 import * as evaluation from "./commands/eval.js";
 import * as generation from "./commands/generate.js";
+import * as oracle from "./commands/oracle.js";
 
-const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
+/** Each command resolves to its exit code (nothing: 0). */
+const COMMANDS: Record<string, (args: string[]) => Promise<number | void>> = {
   generate: generation.generate,
   chat: generation.chat,
   logits: conformance.logits,
@@ -15,8 +17,11 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   perplexity: evaluation.perplexity,
   eval: evaluation.evalTask,
   bench: bench.bench,
+  trace: oracle.trace,
+  compare: oracle.compare,
+  conformance: oracle.conformance,
 };
-const HELP = { ...generation.HELP, ...conformance.HELP, ...evaluation.HELP, ...bench.HELP };
+const HELP = { ...generation.HELP, ...conformance.HELP, ...evaluation.HELP, ...bench.HELP, ...oracle.HELP };
 const USAGE = `usage: openelm <command> [options]     (openelm <command> --help for its options)
 
 ${Object.values(HELP).join("\n\n")}
@@ -31,8 +36,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const run = COMMANDS[command];
   if (!run) throw new UsageError(`unknown command "${command}" (commands: ${Object.keys(COMMANDS).join(", ")})`);
-  await run(rest);
-  return 0;
+  return (await run(rest)) ?? 0;
 }
 
 main(process.argv.slice(2)).then(
@@ -41,6 +45,6 @@ main(process.argv.slice(2)).then(
     const err = e as Error;
     process.stderr.write(`openelm: ${err instanceof UsageError ? "usage" : "error"}: ${err.message ?? String(e)}\n`);
     if (process.env.OPENELM_DEBUG) process.stderr.write(`${err.stack}\n`);
-    process.exitCode = err instanceof UsageError ? 2 : 1;
+    process.exitCode = err instanceof oracle.CompareError ? err.code : err instanceof UsageError ? 2 : 1;
   },
 );

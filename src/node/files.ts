@@ -20,26 +20,30 @@ export async function folderFiles(dir: string): Promise<ModelFiles> {
     },
     async open(name): Promise<ByteSource | undefined> {
       const p = join(dir, name);
-      if (!(await exists(p))) return undefined;
-      const size = (await stat(p)).size;
-      return {
-        name,
-        size,
-        async read(offset, into) {
-          const fh = await open(p, "r");
-          try {
-            // Large reads go in pieces: one read call moves at most about 2 GiB.
-            for (let done = 0; done < into.byteLength; ) {
-              const n = Math.min(into.byteLength - done, 1 << 30);
-              const { bytesRead } = await fh.read(into, done, n, offset + done);
-              if (bytesRead === 0) throw new FolderError(`${name}: truncated: wanted ${into.byteLength} bytes at offset ${offset}, the file has ${size}`);
-              done += bytesRead;
-            }
-          } finally {
-            await fh.close();
-          }
-        },
-      };
+      return (await exists(p)) ? fileSource(p, name) : undefined;
+    },
+  };
+}
+
+/** A ByteSource over one file on disk, named `name` in messages. */
+export async function fileSource(path: string, name = path): Promise<ByteSource> {
+  const size = (await stat(path)).size;
+  return {
+    name,
+    size,
+    async read(offset, into) {
+      const fh = await open(path, "r");
+      try {
+        // Large reads go in pieces: one read call moves at most about 2 GiB.
+        for (let done = 0; done < into.byteLength; ) {
+          const n = Math.min(into.byteLength - done, 1 << 30);
+          const { bytesRead } = await fh.read(into, done, n, offset + done);
+          if (bytesRead === 0) throw new FolderError(`${name}: truncated: wanted ${into.byteLength} bytes at offset ${offset}, the file has ${size}`);
+          done += bytesRead;
+        }
+      } finally {
+        await fh.close();
+      }
     },
   };
 }

@@ -1,0 +1,103 @@
+// Tools for other ports: `trace` writes the named taps of one forward pass, `compare` finds where two
+// traces part, `conformance` writes a self-contained pack of reference checkpoints, inputs and outputs.
+import { cp, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { compareTraces, encodeTrace, readTrace, TraceMismatch, type Trace } from "../../trace.js";
+import { trace as traceModel } from "../../trace.js";
+import { fileSource } from "../files.js";
+import { MODEL_HELP, UsageError, loadModel, parse, parseIds, parseNumber } from "./args.js";
+
+export const HELP = {
+  trace: `openelm trace --model DIR --ids 1,5,9 --out FILE.safetensors [--taps PATTERN]
+  Write the named intermediates of one forward pass as F32 safetensors: embed, layers.N.attn_norm, .q,
+  .k, .v, .q_rope, .k_rope, .attn, .attn_out, .resid_attn, .ffn_norm, .ffn_gate, .ffn_up, .ffn_act,
+  .ffn_out, .resid_ffn, norm, logits (README: "For port authors"). PATTERN: comma-separated globs,
+  e.g. "layers.*.q_rope,logits".`,
+  compare: `openelm compare A.safetensors B.safetensors [--rtol 1e-4]
+  For each tap in forward order: max absolute error, relative error (max |A − B| / max |B|) and cosine
+  similarity, B being the reference; names the first tap whose relative error exceeds --rtol. Exit 0 when
+  none does, 1 at a divergence, 2 when a file cannot be read or the names or shapes differ.`,
+  conformance: `openelm conformance --out DIR
+  Write a self-contained conformance pack: the reference checkpoints, their input ids, expected logits
+  (.npy), taps (.safetensors) and greedy ids, and a README on how to check a port and which tolerances apply.`,
+};
+
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+
+export async function trace(args: string[]) {
+  const v = parse(args, { ids: { type: "string" }, out: { type: "string" }, taps: { type: "string" } });
+  if (v.help) return console.log(`${HELP.trace}\n\n${MODEL_HELP}`);
+  const ids = parseIds(v.ids);
+  if (!v.out) throw new UsageError("--out FILE.safetensors is required");
+  const model = await loadModel(v);
+  const taps = traceModel(model, ids, v.taps);
+  if (Object.keys(taps).length === 0) throw new UsageError(`--taps: "${v.taps}" matches no tap`);
+  await writeFile(v.out, encodeTrace(taps, { ids: ids.join(","), producer: "openelm trace" }));
+}
+
+/** Exit codes of `openelm compare`. */
+class CompareError extends Error {
+  constructor(message: string, readonly code: number) {
+    super(message);
+  }
+}
+
+async function load(path: string): Promise<Trace> {
+  try {
+    return await readTrace(await fileSource(path));
+  } catch (e) {
+    throw new CompareError(`cannot read ${path}: ${(e as Error).message}`, 2);
+  }
+}
+
+export async function compare(args: string[]): Promise<number | void> {
+  let v;
+  try {
+    v = parse(args.filter((a) => !a.endsWith(".safetensors")), { rtol: { type: "string" } });
+  } catch (e) {
+    throw new CompareError((e as Error).message, 2);
+  }
+  if (v.help) return console.log(HELP.compare);
+  const files = args.filter((a) => a.endsWith(".safetensors"));
+  if (files.length !== 2) throw new CompareError("give two .safetensors traces: openelm compare A.safetensors B.safetensors", 2);
+  const rtol = parseNumber("rtol", v.rtol, 1e-4)!;
+  const [a, b] = [await load(files[0]!), await load(files[1]!)];
+  let result;
+  try {
+    result = compareTraces(a, b, rtol);
+  } catch (e) {
+    throw new CompareError((e as TraceMismatch).message, 2);
+  }
+  console.log(`tap                         shape             max abs err     rel err    cosine`);
+  for (const r of result.rows)
+    console.log(`${r.name.padEnd(27)} ${`[${r.shape}]`.padEnd(16)} ${r.maxAbs.toExponential(3).padStart(12)} ${r.rel.toExponential(3).padStart(11)} ${r.cosine.toFixed(7).padStart(10)}${r.ok ? "" : "  ✗"}`);
+  if (result.firstDivergence) {
+    const row = result.rows.find((r) => r.name === result.firstDivergence)!;
+    console.log(`first divergence: ${row.name} (relative error ${row.rel.toExponential(3)} > ${rtol})`);
+    return 1;
+  }
+  console.log(`all ${result.rows.length} taps within relative error ${rtol}`);
+}
+
+export async function conformance(args: string[]) {
+  const v = parse(args, { out: { type: "string" } });
+  if (v.help) return console.log(HELP.conformance);
+  if (!v.out) throw new UsageError("--out DIR is required");
+  const oracle = join(ROOT, "ref/oracle"), traces = join(ROOT, "ref/traces");
+  const models = (await readdir(oracle, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+  const index = [];
+  for (const name of models) {
+    const dir = join(v.out, "models", name);
+    await mkdir(dir, { recursive: true });
+    await cp(join(oracle, name), dir, { recursive: true });
+    await cp(join(traces, name), dir, { recursive: true });
+    const cases = JSON.parse(await readFile(join(oracle, name, "cases.json"), "utf8")).cases as { ids: number[] }[];
+    index.push({ model: name, cases: cases.map((c, k) => ({ ids: c.ids, logits: `logits-${k}.npy`, trace: `trace-${k}.safetensors` })) });
+  }
+  await writeFile(join(v.out, "index.json"), JSON.stringify({ models: index }, null, 1));
+  await writeFile(join(v.out, "README.md"), await readFile(join(ROOT, "ref/conformance-README.md"), "utf8"));
+  console.log(`wrote ${v.out}: ${models.length} models, ${index.reduce((a, m) => a + m.cases.length, 0)} cases`);
+}
+
+export { CompareError };
