@@ -50,7 +50,8 @@ export async function readConfig(files: ModelFiles): Promise<OpenELMConfig> {
   return parseConfig(raw);
 }
 
-const fetchBuild = async (build: KernelBuild) => (await fetch(new URL(`../kernels-${build}.wasm`, import.meta.url))).arrayBuffer();
+// dist/load.js sits beside dist/kernels-BUILD.wasm
+const fetchBuild = async (build: KernelBuild) => (await fetch(new URL(`./kernels-${build}.wasm`, import.meta.url))).arrayBuffer();
 
 /** A module Web Worker running the kernel loop (browsers). */
 const webWorker = () => new Worker(new URL("./kernels/web-worker.js", import.meta.url), { type: "module" });
