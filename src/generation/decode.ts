@@ -12,7 +12,11 @@ export interface DecodeOptions extends SamplingOptions {
   promptLookup?: number;
   /** Longest n-gram prompt lookup matches (Hugging Face `max_matching_ngram_size`, default 2). */
   maxNgram?: number;
-  /** Speculative decoding: a smaller OpenELM with the same vocabulary guesses `draftTokens` (default 5) tokens at a time. */
+  /**
+   * Speculative decoding: a smaller OpenELM with the same vocabulary guesses tokens, `draftTokens` (default 5)
+   * at first, then as Hugging Face's assisted generation schedules it: two more after a round it got
+   * all right, one fewer (at least one) otherwise.
+   */
   draft?: OpenELM;
   draftTokens?: number;
 }
@@ -87,6 +91,7 @@ export function* decode(model: OpenELM, cache: KVCache, promptIds: number[], opt
     throw new RangeError(`the draft model's vocabulary (${opts.draft.config.vocabSize}) differs from the model's (${model.config.vocabSize})`);
   const draft = opts.draft ? new DraftModel(opts.draft, cache.capacity) : undefined;
   const context = promptIds.slice(), generated: number[] = [];
+  let draftTokens = opts.draftTokens ?? 5;
   const s = stats ?? { proposed: 0, accepted: 0, passes: 0 };
   if (promptIds.length === 0) throw new RangeError("decode: the prompt has no tokens");
   cache.length = Math.min(cache.length, promptIds.length - 1); // the last prompt token gives the first logits
@@ -101,7 +106,7 @@ export function* decode(model: OpenELM, cache: KVCache, promptIds: number[], opt
     // guess what follows, within the token limit and the cache
     const room = Math.min(opts.maxNewTokens - generated.length, cache.capacity - cache.length) - 1;
     const guess = room <= 0 ? [] : opts.promptLookup ? promptLookup(context, Math.min(opts.promptLookup, room), opts.maxNgram)
-      : draft ? draft.propose(context, Math.min(opts.draftTokens ?? 5, room)) : [];
+      : draft ? draft.propose(context, Math.min(draftTokens, room)) : [];
     const start = cache.length;
     logits = model.forward(cache, [next, ...guess], { allPositions: guess.length > 0 });
     s.passes++;
@@ -123,5 +128,6 @@ export function* decode(model: OpenELM, cache: KVCache, promptIds: number[], opt
       yield next;
     }
     cache.length = start + 1 + i; // forget the keys and values of guesses that were not kept
+    if (draft && guess.length) draftTokens = i === guess.length ? draftTokens + 2 : Math.max(1, draftTokens - 1);
   }
 }
