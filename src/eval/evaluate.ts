@@ -2,6 +2,7 @@
 // highest log-likelihood per byte of the choice (the harness's length normalisation); both with the
 // standard error of the mean.
 import type { Scorer } from "./loglikelihood.js";
+import { argmax } from "../generation/sampler.js";
 import type { Request } from "./tasks.js";
 
 export interface TaskResult {
@@ -20,7 +21,6 @@ export function meanStderr(values: number[]): number {
   return Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1) / n);
 }
 
-const argmax = (xs: number[]) => xs.reduce((best, x, i) => (x > xs[best]! ? i : best), 0);
 const utf8Bytes = (s: string) => new TextEncoder().encode(s).length;
 
 /** Log-likelihood of every choice of a document; choices that share a context share its KV cache. */

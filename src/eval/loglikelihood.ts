@@ -15,7 +15,7 @@ export interface Score {
 }
 
 /** log-softmax of one row of logits at index `id`, and whether `id` is the row's argmax. */
-function scoreToken(row: Float32Array, id: number): { logprob: number; best: boolean } {
+export function scoreToken(row: Float32Array, id: number): { logprob: number; best: boolean } {
   let max = -Infinity, arg = 0;
   for (let i = 0; i < row.length; i++) if (row[i]! > max) (max = row[i]!), (arg = i);
   let sum = 0;

@@ -4,6 +4,7 @@
 // so it is not scored (with stride = context that loses one token per window, as Hugging Face's does);
 // nor is the text's first token, BOS.
 import type { OpenELM } from "../model.js";
+import { scoreToken } from "./loglikelihood.js";
 
 export interface PerplexityResult {
   tokens: number; // tokens scored
@@ -24,14 +25,8 @@ export function perplexity(model: OpenELM, ids: number[], opts: { context?: numb
       cache.length = 0;
       const logits = model.forward(cache, ids.slice(begin, end), { allPositions: true });
       // score the new positions, each predicted by the row before it
-      for (let p = Math.max(scored, begin + 1); p < end; p++, count++) {
-        const row = logits.subarray((p - 1 - begin) * V, (p - begin) * V);
-        let max = -Infinity;
-        for (let i = 0; i < V; i++) max = Math.max(max, row[i]!);
-        let sum = 0;
-        for (let i = 0; i < V; i++) sum += Math.exp(row[i]! - max);
-        nll -= row[ids[p]!]! - max - Math.log(sum);
-      }
+      for (let p = Math.max(scored, begin + 1); p < end; p++, count++)
+        nll -= scoreToken(logits.subarray((p - 1 - begin) * V, (p - begin) * V), ids[p]!).logprob;
       scored = end;
       opts.onProgress?.(scored, ids.length);
     }

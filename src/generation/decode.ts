@@ -2,7 +2,7 @@
 // cache; or several at a time, when a guess of the next tokens (prompt lookup, or a smaller draft model)
 // is checked by the model in one pass and the agreeing prefix kept.
 import type { KVCache, OpenELM } from "../model.js";
-import { Sampler, type SamplingOptions } from "./sampler.js";
+import { Sampler, argmax, type SamplingOptions } from "./sampler.js";
 
 export interface DecodeOptions extends SamplingOptions {
   maxNewTokens: number;
@@ -65,8 +65,7 @@ class DraftModel {
     let logits = this.model.forward(this.cache, context.slice(common));
     this.context = context.slice();
     for (let i = 0; i < Math.min(count, room); i++) {
-      let best = 0;
-      for (let j = 1; j < logits.length; j++) if (logits[j]! > logits[best]!) best = j;
+      const best = argmax(logits);
       guess.push(best);
       if (i + 1 < Math.min(count, room)) {
         logits = this.model.forward(this.cache, [best]);
