@@ -153,6 +153,11 @@ describe("TextGenerator", () => {
     expect(n).toBe(4);
   });
 
+  it("asked for no tokens, generates none", async () => {
+    const g = await load();
+    expect(await g.complete("Once upon a time", { maxNewTokens: 0 })).toMatchObject({ ids: [], text: "", finishReason: "length" });
+  });
+
   it("stops at the context limit and refuses a prompt longer than it", async () => {
     const g = new TextGenerator(await loadOracle("elm-tiny-32k", { contextLength: 12 }), await loadTokenizerFromFolder(`${ORACLE}/elm-tiny-32k`));
     const r = await g.complete("Once upon a time", { maxNewTokens: 50, ignoreEos: true });

@@ -93,6 +93,7 @@ export function* decode(model: OpenELM, cache: KVCache, promptIds: number[], opt
   let draftTokens = opts.draftTokens ?? 5;
   const s = stats ?? { proposed: 0, accepted: 0, passes: 0 };
   if (promptIds.length === 0) throw new RangeError("decode: the prompt has no tokens");
+  if (opts.maxNewTokens <= 0) return;
   cache.length = Math.min(cache.length, promptIds.length - 1); // the last prompt token gives the first logits
   let logits = model.forward(cache, promptIds.slice(cache.length));
   let next = sampler.sample(logits, context, generated);
