@@ -78,6 +78,17 @@ describe("matmul: SIMD against the specification", () => {
     }
   });
 
+  it("a kernel that fails (here: reading past the memory) throws on every thread count, and the next call works", () => {
+    const beyond = arena.memory.buffer.byteLength + 65536;
+    const out = arena.alloc(8 * 64 * 4), x = floats(64 * 8);
+    expect(() => simd.matmul(out, x, beyond, "f32", 8, 64, 8)).toThrow();
+    const w = weights(64 * 8, "f32");
+    const a = arena.alloc(8 * 64 * 4);
+    ref.matmul(a, x, w, "f32", 8, 64, 8);
+    simd.matmul(out, x, w, "f32", 8, 64, 8);
+    expect(maxError(out, a, 8 * 64)).toBeLessThan(1e-5);
+  });
+
   it("widens every finite f16 and every bf16 bit pattern exactly, in embedding rows and in products", () => {
     for (const dtype of ["f16", "bf16"] as const) {
       const n = 65536, w = arena.alloc(n * 16 * 2), x = arena.alloc(16 * 4 * 2), out = arena.alloc(n * 4 * 2);

@@ -18,9 +18,9 @@ export interface WorkerInit {
 }
 
 // Int32 slots of the control block, then float64 arguments from ARGS_BYTE.
-export const GENERATION = 0, DONE = 1, SLEEPERS = 2, READY = 3, OP = 4, MEMORY = 5;
+export const GENERATION = 0, DONE = 1, SLEEPERS = 2, READY = 3, OP = 4, MEMORY = 5, FAILED = 6;
 export const ARGS_BYTE = 64, MAX_ARGS = 16;
-export const enum Op { Matmul = 1, Attention = 2, Read = 3, Stop = 9 }
+export enum Op { Matmul = 1, Attention = 2, Read = 3, Stop = 9 }
 
 const SPIN_BEFORE_WAIT = 1 << 16;
 
@@ -60,7 +60,12 @@ export class ThreadPool {
     Atomics.store(ctl, DONE, 0);
     Atomics.add(ctl, GENERATION, 1);
     if (Atomics.load(ctl, SLEEPERS) > 0) Atomics.notify(ctl, GENERATION);
-    self();
+    let error: unknown;
+    try {
+      self();
+    } catch (e) {
+      error = e; // still wait for the other slices: the next job must not overwrite this one's arguments
+    }
     // The other slices end within microseconds of ours: spin. If they do not (more threads than free
     // cores), sleep until a worker's notify, where the host lets this thread block.
     for (let spins = 0, done = Atomics.load(ctl, DONE); done < this.threads - 1; done = Atomics.load(ctl, DONE)) {
@@ -71,6 +76,9 @@ export class ThreadPool {
         this.canWait = false; // a browser's main thread may not block
       }
     }
+    const failed = Atomics.exchange(ctl, FAILED, 0);
+    if (error) throw error;
+    if (failed) throw new Error(`kernel ${Op[op] ?? op} failed on worker thread ${failed}`);
   }
 
   async close(): Promise<void> {

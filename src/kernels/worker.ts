@@ -1,6 +1,6 @@
 // The loop each worker thread runs: wait for a job in the control block, run its slice, report done.
 // Host entry points (src/node/worker.ts, src/kernels/web-worker.ts) call runWorker with the first message.
-import { ARGS_BYTE, DONE, GENERATION, MAX_ARGS, MEMORY, OP, Op, READY, SLEEPERS, slice, type WorkerInit } from "./pool.js";
+import { ARGS_BYTE, DONE, FAILED, GENERATION, MAX_ARGS, MEMORY, OP, Op, READY, SLEEPERS, slice, type WorkerInit } from "./pool.js";
 import type { WasmExports } from "./wasm.js";
 
 const SPIN = 1 << 20; // polls before sleeping: about a millisecond
@@ -22,17 +22,26 @@ export function runWorker(init: WorkerInit): void {
     seen = Atomics.load(ctl, GENERATION);
     const op = ctl[OP] as Op, k = kernels[ctl[MEMORY]!]!;
     if (op === Op.Stop) return void Atomics.add(ctl, DONE, 1);
-    if (op === Op.Matmul) {
-      const [j0, j1] = slice(a[5]!, threads, index);
-      if (j0 < j1) k.matmul(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, j0, j1);
-    } else if (op === Op.Attention) {
-      const [h0, h1] = slice(a[6]!, threads, index, 1);
-      if (h0 < h1) k.attention(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, h0, h1);
-    } else if (op === Op.Read) {
-      const [b0, b1] = slice(a[1]!, threads, index, 64);
-      if (b0 < b1) k.readBytes(a[0]! + b0, b1 - b0);
+    try {
+      run(op, k, a, index, threads);
+    } catch {
+      Atomics.store(ctl, FAILED, index); // the caller throws instead of waiting forever
     }
     Atomics.add(ctl, DONE, 1);
     Atomics.notify(ctl, DONE); // wakes the caller only if it gave up spinning
+  }
+}
+
+/** This thread's slice of one kernel call. */
+function run(op: Op, k: WasmExports, a: Float64Array, index: number, threads: number): void {
+  if (op === Op.Matmul) {
+    const [j0, j1] = slice(a[5]!, threads, index);
+    if (j0 < j1) k.matmul(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, j0, j1);
+  } else if (op === Op.Attention) {
+    const [h0, h1] = slice(a[6]!, threads, index, 1);
+    if (h0 < h1) k.attention(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, h0, h1);
+  } else if (op === Op.Read) {
+    const [b0, b1] = slice(a[1]!, threads, index, 64);
+    if (b0 < b1) k.readBytes(a[0]! + b0, b1 - b0);
   }
 }
