@@ -4,8 +4,11 @@ to trace against. Our own code, written from the architecture (not Apple's sourc
 
     /usr/bin/python3 ref/trace_reference.py MODEL_DIR --ids 1,5,9 --out trace.safetensors
     /usr/bin/python3 ref/trace_reference.py --oracle ref/oracle --traces ref/traces   # every oracle case
+    /usr/bin/python3 ref/trace_reference.py --oracle ref/oracle --past-context ref/past-context
 
-With --oracle it also prints the error of its logits against the stored CoreNet logits.
+With --oracle it also prints the error of its logits against the stored CoreNet logits. With --past-context
+it greedy-decodes, for every oracle model, 16 tokens after a prompt of max_context_length - 4 ids, so the
+last 12 land at positions past the trained context (rotary positions are not capped; see ref/past-context).
 Needs only torch and numpy (Debian: apt-get install python3-torch).
 """
 import argparse
@@ -102,7 +105,7 @@ def forward(c, w, ids):
     T, D, hd = len(ids), c["model_dim"], c["head_dim"]
     q_heads, kv_heads, ffn_dims = layer_shapes(c)
     act = ACT[c.get("activation_fn_name", "swish")]
-    positions = torch.arange(T)
+    positions = torch.arange(T)  # no cap at max_context_length or rope_max_length: rope() takes any position
     x = w["transformer.token_embeddings.weight"][torch.tensor(ids)]
     taps["embed"] = x
     for l in range(c["num_transformer_layers"]):
@@ -157,6 +160,61 @@ def trace_to(model_dir, ids, out):
     return logits
 
 
+def top2_gap(row):
+    top = torch.topk(row, 2).values
+    return float(top[0] - top[1])
+
+
+def past_context(model_dir, out_dir, new_tokens=16, margin=4, seed=0):
+    """Greedy-decode new_tokens after a random prompt of max_context_length - margin ids (BOS first, then ids
+    in [3, vocab) so no BOS/EOS inside), running the whole sequence through forward() at every step (no KV
+    cache). Positions simply continue past max_context_length. Writes NAME.json and NAME-logits.npy."""
+    name = os.path.basename(os.path.normpath(model_dir))
+    c, w = json.load(open(os.path.join(model_dir, "config.json"))), load_checkpoint(model_dir)
+    L, V = c["max_context_length"], c["vocab_size"]
+    prompt = [1] + np.random.default_rng(seed).integers(3, V, size=L - margin - 1).tolist()
+    seq, greedy, gaps, step_rows = list(prompt), [], [], []
+    for _ in range(new_tokens):
+        logits, _ = forward(c, w, seq)
+        row = logits[-1]
+        step_rows.append(row)
+        greedy.append(int(row.argmax()))
+        gaps.append(round(top2_gap(row), 6))
+        seq.append(greedy[-1])
+    # the final full pass covered prompt + greedy[:-1]; its last new_tokens rows predict greedy[0..]
+    final = logits[-new_tokens:].numpy().astype(np.float32)
+    first = len(prompt) - 1  # position of final row 0
+    np.save(os.path.join(out_dir, f"{name}-logits.npy"), final)
+    json.dump({
+        "source": "ref/trace_reference.py --past-context (independent PyTorch float32 reference, greedy, "
+                  f"full forward per step, no KV cache), torch {torch.__version__}",
+        "max_context_length": L,
+        "seed": seed,
+        "prompt": prompt,
+        "greedy": greedy,
+        "greedy_top2_gap": gaps,
+        "logits": f"{name}-logits.npy",
+        "logits_first_position": first,
+    }, open(os.path.join(out_dir, f"{name}.json"), "w"), indent=1)
+
+    # cross-check 1: steps whose whole pass fits in the trained context against one ordinary forward of L tokens
+    inside = [i for i in range(new_tokens) if len(prompt) + i <= L]
+    ordinary, _ = forward(c, w, seq[:L])
+    agree = sum(int(ordinary[first + i].argmax()) == greedy[i] for i in inside)
+    diff = max(float((ordinary[first + i] - step_rows[i]).abs().max() / step_rows[i].abs().max()) for i in inside)
+    # cross-check 2: the saved rows of the final pass against the per-step rows, and their argmax against greedy
+    steps = torch.stack(step_rows)
+    final_diff = float((torch.from_numpy(final) - steps).abs().max() / steps.abs().max())
+    final_agree = int((torch.from_numpy(final).argmax(-1) == torch.tensor(greedy)).sum())
+    past = sum(len(prompt) + i >= L for i in range(new_tokens))
+    ties = sum(g < 1e-3 for g in gaps)
+    print(f"{name}: max_context_length {L}, prompt {len(prompt)} ids, new tokens at positions {len(prompt)}..{len(prompt) + new_tokens - 1}: "
+          f"{past} of {new_tokens} past the trained length (positions >= {L}), {new_tokens - len(inside)} predicted by passes reaching past it; "
+          f"in-context steps vs ordinary {L}-token forward: {agree}/{len(inside)} argmax agree, max|diff|/max|ref| = {diff:.2e}; "
+          f"saved final-pass rows vs per-step rows: {final_agree}/{new_tokens} argmax agree, max|diff|/max|ref| = {final_diff:.2e}; "
+          f"near ties (gap < 1e-3): {ties}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", nargs="?")
@@ -164,7 +222,16 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--oracle", help="trace every case of every model in this folder")
     ap.add_argument("--traces", help="with --oracle: write MODEL/trace-K.safetensors here")
+    ap.add_argument("--past-context", help="with --oracle: write MODEL.json and MODEL-logits.npy (greedy past max_context_length) here")
     a = ap.parse_args()
+    if a.oracle and not (a.traces or a.past_context):
+        ap.error("with --oracle give --traces DIR and/or --past-context DIR")
+    if a.oracle and a.past_context:
+        os.makedirs(a.past_context, exist_ok=True)
+        for name in sorted(d for d in os.listdir(a.oracle) if os.path.isdir(os.path.join(a.oracle, d))):
+            past_context(os.path.join(a.oracle, name), a.past_context)
+        if not a.traces:
+            return
     if a.oracle:
         for name in sorted(d for d in os.listdir(a.oracle) if os.path.isdir(os.path.join(a.oracle, d))):
             model_dir = os.path.join(a.oracle, name)
@@ -175,7 +242,7 @@ def main():
                 print(f"{name} case {k}: {len(case['ids'])} tokens, logits vs CoreNet: max|diff|/max|ref| = {np.abs(logits - ref).max() / np.abs(ref).max():.2e}")
         return
     if not (a.model and a.ids and a.out):
-        ap.error("give MODEL_DIR --ids 1,5,9 --out FILE.safetensors, or --oracle DIR --traces DIR")
+        ap.error("give MODEL_DIR --ids 1,5,9 --out FILE.safetensors, or --oracle DIR --traces DIR and/or --past-context DIR")
     trace_to(a.model, [int(i) for i in a.ids.split(",")], a.out)
 
 
