@@ -1,5 +1,5 @@
 // npm run bench [-- --shapes 270M,450M --threads N --out FILE.json]
-// Prints per-kernel throughput and an end-to-end table (prefill at 128 and 512 tokens, decode at context
+// Prints per-kernel throughput, the cost of choosing a token, and an end-to-end table (prefill at 128 and 512 tokens, decode at context
 // 128 and 1024, F32 and BF16, one thread and all), each end-to-end configuration in its own
 // `openelm bench` process so that peak memory is its own; writes everything as JSON.
 import { spawnSync } from "node:child_process";
@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { configureV8 } from "openelm/node";
 import { kernelBenchmarks } from "./kernels.js";
+import { samplerBenchmarks } from "./sampler.js";
 
 configureV8();
 const { values } = parseArgs({
@@ -28,6 +29,11 @@ for (const r of kernels) console.log(`${r.kernel.padEnd(46)} ${String(r.threads)
 const tsMatvec = kernels.find((r) => r.kernel.startsWith("typescript matvec bf16"))!;
 const simdMatvec = kernels.find((r) => r.kernel.startsWith("matvec bf16") && r.threads === 1)!;
 console.log(`SIMD matvec (bf16, 1 thread) is ${(tsMatvec.ms / simdMatvec.ms).toFixed(1)}× the TypeScript specification\n`);
+
+const sampler = await samplerBenchmarks();
+console.log("choosing a token, 32000-token vocabulary logits        penalty           ms/token  over greedy");
+for (const r of sampler) console.log(`${r.case.padEnd(40)} ${r.logits.padEnd(13)} ${r.penalty.padEnd(15)} ${r.ms.toFixed(4).padStart(10)} ${r.overhead_ms.toFixed(4).padStart(12)}`);
+console.log();
 
 type Row = Record<string, number | string | undefined>;
 const endToEnd: Row[] = [];
@@ -49,5 +55,5 @@ for (const r of runs) {
   const f = (x: unknown, d = 1) => (typeof x === "number" ? x.toFixed(d) : "-");
   console.log(`${r.shape.padEnd(6)} ${r.dtype.padEnd(5)} ${String(r.threads).padStart(7)} ${String(r.prefill).padStart(8)} ${f(j.prefill_tok_s).padStart(6)} ${String(j.decode_context).padStart(12)} ${f(j.decode_tok_s).padStart(6)} ${f(j.decode_bound_tok_s).padStart(12)} ${(f(Number(j.decode_fraction_of_bound) * 100, 0) + "%").padStart(9)} ${f(j.bandwidth_gb_s).padStart(15)} ${f(j.peak_rss_mb, 0).padStart(12)}`);
 }
-writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), node: process.version, threads, kernels, endToEnd }, null, 1));
+writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), node: process.version, threads, kernels, sampler, endToEnd }, null, 1));
 console.log(`\nwrote ${values.out}`);

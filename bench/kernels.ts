@@ -1,6 +1,7 @@
 // Per-kernel throughput with tinybench: matrix products at OpenELM-270M shapes (decode: one row;
 // prefill: 128 rows) for every weight type, attention over a long cache, and the streaming-read probe,
-// on one thread and on all; plus the TypeScript specification's matrix–vector product for comparison.
+// on one thread and on all, and the load-time check for NaN and infinity; plus the TypeScript
+// specification's matrix–vector product for comparison.
 import { Bench } from "tinybench";
 import type { DType, Kernels } from "openelm";
 import { createNodeKernels } from "openelm/node";
@@ -38,6 +39,11 @@ async function measure(threads: number, typescript = false): Promise<KernelRow[]
     arena.bytes(p, big).fill(1);
     const read = kernels as Kernels & { readBytes(ptr: number, bytes: number): void };
     add("streaming read 256 MiB", 0, big, () => read.readBytes(p, big));
+    // the load-time NaN/inf check, in GB/s: 270M's weights in BF16 are about 540 MB, twice this buffer
+    for (const dtype of ["bf16", "f32"] as DType[]) {
+      const n = big / (dtype === "f32" ? 4 : 2);
+      add(`firstNonFinite ${dtype} 256 MiB`, 0, big, () => kernels.firstNonFinite(p, dtype, n));
+    }
   }
   await bench.run();
   await kernels.close();

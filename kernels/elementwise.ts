@@ -134,3 +134,41 @@ export function readBytes(p: usize, bytes: usize): f32 {
   }
   return hsum(f32x4.add(f32x4.add(a, b), f32x4.add(c, d)));
 }
+
+// The lane-wise maximum of value & mask over 64 bytes at p: a lane equals `mask` (exponent bits all ones)
+// only if one of its values is NaN or ±inf. An and and a max per vector, one compare per block.
+// @ts-ignore: decorator
+@inline function maxExponent<T>(p: usize, mask: v128): v128 {
+  return maxLanes<T>(maxLanes<T>(v128.and(v128.load(p), mask), v128.and(v128.load(p, 16), mask)),
+    maxLanes<T>(v128.and(v128.load(p, 32), mask), v128.and(v128.load(p, 48), mask)));
+}
+
+// T is u32 (f32) or u16 (f16, bf16): the lane width of the max and the compare.
+// @ts-ignore: decorator
+@inline function maxLanes<T>(a: v128, b: v128): v128 {
+  return sizeof<T>() == 4 ? i32x4.max_u(a, b) : i16x8.max_u(a, b);
+}
+
+// @ts-ignore: decorator
+@inline function anyEqual<T>(a: v128, b: v128): bool {
+  return v128.any_true(sizeof<T>() == 4 ? i32x4.eq(a, b) : i16x8.eq(a, b));
+}
+
+function firstNonFiniteAs<T>(p: usize, n: i32, bits: T): i32 {
+  const size = <usize>sizeof<T>(), per = 128 / <i32>sizeof<T>();
+  const mask = sizeof<T>() == 4 ? i32x4.splat(<i32>bits) : i16x8.splat(<i16>bits);
+  let i = 0;
+  // 128 bytes at a time until a block holds a bad value; then find it among that block's elements
+  for (; i <= n - per; i += per) {
+    const q = p + <usize>i * size;
+    if (anyEqual<T>(maxLanes<T>(maxExponent<T>(q, mask), maxExponent<T>(q + 64, mask)), mask)) break;
+  }
+  for (; i < n; i++) if ((load<T>(p + <usize>i * size) & bits) == bits) return i;
+  return -1;
+}
+
+/** Index of the first of n values (f32, f16 or bf16 by `dtype`) at p that is NaN or ±inf, or -1. */
+export function firstNonFinite(p: usize, dtype: i32, n: i32): i32 {
+  if (dtype == F32) return firstNonFiniteAs<u32>(p, n, 0x7f800000);
+  return firstNonFiniteAs<u16>(p, n, dtype == BF16 ? 0x7f80 : 0x7c00);
+}

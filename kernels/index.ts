@@ -2,5 +2,6 @@
 // byte offset into that memory or a size; nothing here allocates. The readable specification of each
 // kernel is src/kernels/reference.ts, and the tests hold the two together.
 export { matmul } from "./matmul";
+export { quantizeRows } from "./quant";
 export { attention } from "./attention";
-export { rmsNorm, rope, activate, add, widen, copyRows, readBytes } from "./elementwise";
+export { rmsNorm, rope, activate, add, widen, copyRows, readBytes, firstNonFinite } from "./elementwise";

@@ -1,5 +1,6 @@
 // Matrix products out = x · Wᵀ with W [n × k] stored as f32, f16 or bf16 (the Hugging Face layout:
 // one row per output). Each call computes the output columns j0..j1, so threads can split the rows of W.
+import { Q8_0, matmulQ } from "./quant";
 import { F32, BF16, madd, hsum, widen4, widen1, pairLo, pairHi, pairXLo, pairXHi, BF16Bits, F16Bits } from "./simd";
 
 // Prefill, m > 1: blocks of 4 rows of x × 2 rows of W, eight accumulators in registers. The two weight
@@ -69,9 +70,10 @@ function matvec<W>(out: usize, x: usize, w: usize, k: i32, j0: i32, j1: i32): vo
   }
 }
 
-/** out[m×n] = x[m×k] · W[n×k]ᵀ for output columns j0..j1. */
+/** out[m×n] = x[m×k] · W[n×k]ᵀ for output columns j0..j1; for quantized W, x is quantizeRows' output. */
 export function matmul(out: usize, x: usize, w: usize, dtype: i32, m: i32, n: i32, k: i32, j0: i32, j1: i32): void {
-  if (m == 1) {
+  if (dtype >= Q8_0) matmulQ(out, x, w, dtype, m, n, k, j0, j1);
+  else if (m == 1) {
     if (dtype == F32) matvec<f32>(out, x, w, k, j0, j1);
     else if (dtype == BF16) matvec<BF16Bits>(out, x, w, k, j0, j1);
     else matvec<F16Bits>(out, x, w, k, j0, j1);

@@ -14,9 +14,18 @@ export const MAX_MEMORY_BYTES = 65536 * PAGE;
 const RESERVED = PAGE;
 const TAG = 2 ** 32;
 
+/** A freed range: in memory `memory`, or mirrored (-1). */
+interface Hole {
+  memory: number;
+  ptr: number;
+  bytes: number;
+}
+
 export class Arena {
   readonly memories: WebAssembly.Memory[];
   private readonly tops: number[];
+  /** Ranges given back with free() (a KV cache that grew), reused first-fit; neighbours are merged. */
+  private readonly holes: Hole[] = [];
   private readonly views: { buffer: ArrayBuffer | SharedArrayBuffer; f32: Float32Array; u8: Uint8Array }[];
 
   /** `shared`: memories that worker threads can share (needs SharedArrayBuffer). */
@@ -42,16 +51,45 @@ export class Arena {
    */
   alloc(bytes: number, what = "buffer", memory?: number): number {
     const inOne = memory !== undefined && this.memories.length > 1;
+    const reused = this.reuse(inOne ? memory : -1, bytes);
+    if (reused !== undefined) return inOne ? (memory + 1) * TAG + reused : reused;
     const ptr = Math.ceil((inOne ? this.tops[memory]! : Math.max(...this.tops)) / 64) * 64;
     const end = ptr + bytes;
     if (end > MAX_MEMORY_BYTES)
       throw new RangeError(`out of memory: ${what} needs ${(bytes / 2 ** 20).toFixed(1)} MiB more, past the 4 GiB limit of a wasm32 memory (in use: ${(this.used / 2 ** 20).toFixed(1)} MiB); try --dtype bf16 or a shorter --context`);
     for (const i of inOne ? [memory] : this.memories.keys()) {
       const m = this.memories[i]!, have = m.buffer.byteLength;
-      if (end > have) m.grow(Math.ceil((end - have) / PAGE));
+      try {
+        if (end > have) m.grow(Math.ceil((end - have) / PAGE));
+      } catch {
+        throw new RangeError(`out of memory: the host would not grow a WebAssembly memory to ${(end / 2 ** 20).toFixed(0)} MiB for ${what}; try --dtype bf16 or a shorter --context`);
+      }
       this.tops[i] = end;
     }
     return inOne ? (memory + 1) * TAG + ptr : ptr;
+  }
+
+  /** Give back `bytes` at `ptr` (from alloc) for later allocations. */
+  free(ptr: number, bytes: number): void {
+    const memory = ptr >= TAG ? this.memoryOf(ptr) : -1;
+    let hole: Hole = { memory, ptr: this.offsetOf(ptr), bytes: Math.ceil(bytes / 64) * 64 };
+    for (let i = this.holes.length - 1; i >= 0; i--) {
+      const h = this.holes[i]!;
+      if (h.memory !== memory || (h.ptr + h.bytes !== hole.ptr && hole.ptr + hole.bytes !== h.ptr)) continue;
+      hole = { memory, ptr: Math.min(h.ptr, hole.ptr), bytes: h.bytes + hole.bytes };
+      this.holes.splice(i, 1);
+    }
+    this.holes.push(hole);
+  }
+
+  /** An offset from the first hole of that memory that holds `bytes`, or undefined. */
+  private reuse(memory: number, bytes: number): number | undefined {
+    const need = Math.ceil(bytes / 64) * 64, i = this.holes.findIndex((h) => h.memory === memory && h.bytes >= need);
+    if (i < 0) return undefined;
+    const h = this.holes[i]!, ptr = h.ptr;
+    if (h.bytes === need) this.holes.splice(i, 1);
+    else this.holes[i] = { memory, ptr: ptr + need, bytes: h.bytes - need };
+    return ptr;
   }
 
   /** Allocate in the memory that holds `beside` (e.g. a layer's KV cache beside the layer's weights). */

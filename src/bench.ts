@@ -4,11 +4,11 @@ import type { Kernels } from "./kernels/types.js";
 import { seededRandom } from "./generation/sampler.js";
 import type { OpenELM } from "./model.js";
 import type { Weights } from "./weights.js";
-import { BYTES } from "./dtype.js";
+import { tensorBytes, type DType } from "./dtype.js";
 
 /** Bytes of weights one decode step reads: every matrix once (the embedding table once, as the output head). */
 export function weightBytesPerToken(w: Weights): number {
-  const bytes = (t: { dtype: keyof typeof BYTES; shape: number[] }) => t.shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype];
+  const bytes = (t: { dtype: DType; shape: number[] }) => tensorBytes(t.dtype, t.shape);
   return w.layers.reduce((s, l) => s + bytes(l.qkvProj) + bytes(l.outProj) + bytes(l.proj1) + bytes(l.proj2), 0) + bytes(w.lmHead);
 }
 
@@ -17,7 +17,7 @@ function weightRange(w: Weights, arena: OpenELM["arena"]): [number, number] {
   const all = [w.tokenEmbeddings, w.lmHead, ...w.layers.flatMap((l) => [l.qkvProj, l.outProj, l.proj1, l.proj2])]
     .filter((t) => arena.memoryOf(t.ptr) === arena.memoryOf(w.tokenEmbeddings.ptr));
   const start = Math.min(...all.map((t) => t.ptr));
-  const end = Math.max(...all.map((t) => t.ptr + t.shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype]));
+  const end = Math.max(...all.map((t) => t.ptr + tensorBytes(t.dtype, t.shape)));
   return [start, end];
 }
 
@@ -67,6 +67,7 @@ export function measureSpeed(model: OpenELM, opts: SpeedOptions): SpeedResult {
   const t1 = performance.now();
   if (opts.context !== undefined) {
     if (opts.context + opts.decode > cache.capacity) throw new RangeError(`context ${opts.context} + ${opts.decode} decode steps exceed the context length ${cache.capacity}`);
+    model.reserve(cache, opts.context + opts.decode);
     cache.length = Math.max(cache.length, opts.context);
   }
   const decodeContext = cache.length;

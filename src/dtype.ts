@@ -1,11 +1,47 @@
-// Storage types for weights and the conversions between them. Arithmetic is always float32;
-// F16 and BF16 are widened on load (exactly: every f16 and bf16 value is an f32 value).
+// Storage types for weights and the conversions between the float ones. Arithmetic is always float32:
+// F16 and BF16 widen exactly (every f16 and bf16 value is an f32 value). The quantized types are ggml's
+// block formats (src/formats/blocks.ts): a row is cut into blocks of 32 or 256 values, each stored as
+// small integers with a scale.
 
-export type DType = "f32" | "f16" | "bf16";
-export const DTYPES: readonly DType[] = ["f32", "f16", "bf16"];
-export const BYTES: Record<DType, number> = { f32: 4, f16: 2, bf16: 2 };
+export type FloatType = "f32" | "f16" | "bf16";
+export type QuantType = "q8_0" | "q4_0" | "q4_k" | "q5_k" | "q6_k";
+export type DType = FloatType | QuantType;
+export const FLOAT_TYPES: readonly FloatType[] = ["f32", "f16", "bf16"];
+export const QUANT_TYPES: readonly QuantType[] = ["q8_0", "q4_0", "q4_k", "q5_k", "q6_k"];
+export const DTYPES: readonly DType[] = [...FLOAT_TYPES, ...QUANT_TYPES];
+/** Bytes per element of the float types. */
+export const BYTES: Record<FloatType, number> = { f32: 4, f16: 2, bf16: 2 };
+/** Values per block and bytes per block (a float type's block is one value), as ggml-common.h lays them out. */
+export const BLOCK: Record<DType, { values: number; bytes: number }> = {
+  f32: { values: 1, bytes: 4 },
+  f16: { values: 1, bytes: 2 },
+  bf16: { values: 1, bytes: 2 },
+  q8_0: { values: 32, bytes: 34 }, // f16 scale, 32 × int8
+  q4_0: { values: 32, bytes: 18 }, // f16 scale, 32 × 4 bits
+  q4_k: { values: 256, bytes: 144 }, // f16 scale and min, 8 × 6-bit sub-block scales and mins, 256 × 4 bits
+  q5_k: { values: 256, bytes: 176 }, // as q4_k, with a fifth bit of each value in 32 more bytes
+  q6_k: { values: 256, bytes: 210 }, // 256 × 6 bits, 16 × int8 sub-block scales, f16 scale
+};
 /** The numbering the WASM kernels use. */
-export const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2 };
+export const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q6_k: 6, q5_k: 7 };
+
+/** The K-quants: blocks of 256, and activations quantized in blocks of 256 (llama.cpp's q8_K). */
+export const isKQuant = (t: DType) => t === "q4_k" || t === "q5_k" || t === "q6_k";
+
+export const isQuantized = (t: DType): t is QuantType => BLOCK[t].values > 1;
+
+/** Bytes of one row of `k` values, or undefined when `k` is not a whole number of blocks. */
+export function rowBytes(t: DType, k: number): number | undefined {
+  const { values, bytes } = BLOCK[t];
+  return k % values === 0 ? (k / values) * bytes : undefined;
+}
+
+/** Bytes of a tensor of `shape` (rows along the last dimension); throws when rows are not whole blocks. */
+export function tensorBytes(t: DType, shape: number[]): number {
+  const k = shape[shape.length - 1] ?? 1, row = rowBytes(t, k);
+  if (row === undefined) throw new RangeError(`${t} stores rows in blocks of ${BLOCK[t].values} values; a row of ${k} values does not divide into them`);
+  return (shape.reduce((a, b) => a * b, 1) / k) * row;
+}
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -59,8 +95,8 @@ export function f32ToF16(x: number): number {
   return sign | r;
 }
 
-/** Convert `count` values of type `from` (raw little-endian bytes) into `to`, written to `dst` bytes. */
-export function convert(src: Uint8Array, from: DType, dst: Uint8Array, to: DType, count: number): void {
+/** Convert `count` values of float type `from` (raw little-endian bytes) into `to`, written to `dst` bytes. */
+export function convert(src: Uint8Array, from: FloatType, dst: Uint8Array, to: FloatType, count: number): void {
   if (from === to) {
     dst.set(src.subarray(0, count * BYTES[from]));
     return;

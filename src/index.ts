@@ -3,9 +3,9 @@ export { parseConfig, makeDivisible, pyRound2, linspace, parameterCount, PRESETS
 export { Arena } from "./arena.js";
 export { DTYPES, type DType } from "./dtype.js";
 export { bytesSource, memoryFiles, type ByteSource, type ModelFiles } from "./files.js";
-export { readHeader, readCheckpoint, encodeSafetensors, SafetensorsError, type TensorEntry } from "./safetensors.js";
+export { readHeader, readCheckpoint, encodeSafetensors, SafetensorsError, type TensorEntry } from "./formats/safetensors.js";
 export { expectedTensors, loadWeights, WeightsError, type Weights, type LayerWeights, type Tensor } from "./weights.js";
-export { OpenELM, KVCache, ContextError, ropeTables } from "./model.js";
+export { OpenELM, KVCache, ContextError, NumericError, ropeTables } from "./model.js";
 export { ReferenceKernels } from "./kernels/reference.js";
 export { WasmKernels } from "./kernels/wasm.js";
 export type { Kernels } from "./kernels/types.js";
@@ -15,13 +15,13 @@ export { decode, promptLookup, type DecodeOptions, type SpeculationStats } from 
 export { Sampler, argmax, seededRandom, type SamplingOptions } from "./generation/sampler.js";
 export { TextGenerator, Conversation, type GenerateOptions, type GenerateChunk, type FinishReason, type Timings } from "./generation/stream.js";
 export { renderChat, OPENELM_INSTRUCT_TEMPLATE, type ChatMessage } from "./generation/chat.js";
-export { encodeNpy, decodeNpy } from "./npy.js";
+export { encodeNpy, decodeNpy } from "./formats/npy.js";
 export { measureSpeed, measureBandwidth, weightBytesPerToken, KernelProfile, type SpeedOptions, type SpeedResult } from "./bench.js";
 export { randomWeights } from "./synthetic.js";
 export { planModel } from "./load.js";
 export { ShardedKernels } from "./kernels/sharded.js";
 export { ThreadPool, type WorkerLike } from "./kernels/pool.js";
-export { trace, compareTraces, readTrace, encodeTrace, matchesTaps, LAYER_TAPS, TraceMismatch, type Trace, type Tensor32, type TapComparison } from "./trace.js";
+export { trace, compareTraces, compareTraceFiles, readTrace, encodeTrace, LAYER_TAPS, TraceMismatch, type Trace, type Tensor32, type TapComparison } from "./trace.js";
 export { Scorer, encodePair, type Score } from "./eval/loglikelihood.js";
 export { TASKS, readTask, type Request } from "./eval/tasks.js";
 export { evaluate, type TaskResult } from "./eval/evaluate.js";

@@ -1,16 +1,21 @@
 // Loading a model folder into a runnable model: config, weights into the arena, kernels, tokenizer.
 import { Arena } from "./arena.js";
-import { ConfigError, parseConfig, type OpenELMConfig } from "./config.js";
+import { ConfigError, MAX, parseConfig, type OpenELMConfig } from "./config.js";
 import type { DType } from "./dtype.js";
-import type { ModelFiles } from "./files.js";
+import { readText, type ByteSource, type ModelFiles } from "./files.js";
+import { readGGUF, type GGUFFile } from "./formats/gguf.js";
+import { chatTemplateFromGGUF, configFromGGUF, tensorsFromGGUF } from "./formats/gguf-model.js";
+import { tokenizerFromGGUF } from "./formats/gguf-tokenizer.js";
+import { parseJsonObject } from "./formats/json.js";
 import type { Kernels } from "./kernels/types.js";
 import { ReferenceKernels } from "./kernels/reference.js";
 import { WasmKernels, type KernelBuild } from "./kernels/wasm.js";
 import { ThreadPool, type WorkerLike } from "./kernels/pool.js";
 import { OpenELM } from "./model.js";
-import { readCheckpoint } from "./safetensors.js";
+import { readCheckpoint, type TensorEntry } from "./formats/safetensors.js";
 import { Tokenizer } from "./tokenizer.js";
-import { loadWeights, planMemories, type Placement } from "./weights.js";
+import { TemplateError, compileTemplate } from "./generation/chat.js";
+import { expectedTensors, loadWeights, planMemories, type Placement } from "./weights.js";
 import { ShardedKernels } from "./kernels/sharded.js";
 
 export interface KernelOptions {
@@ -31,7 +36,10 @@ export interface KernelOptions {
 export interface ModelOptions extends KernelOptions {
   /** Storage type for weight matrices (default: as in the files). */
   dtype?: DType;
-  /** Cap the context below max_context_length to save KV-cache memory. */
+  /**
+   * Cap on the positions a sequence may hold. Without it a sequence may run past max_context_length, as in
+   * Apple's code (with one warning), its KV cache growing as needed.
+   */
   contextLength?: number;
   /** Bytes one memory may hold (default: 4 GiB, the wasm32 limit); smaller values spread a model over more memories (tests). */
   memoryBytes?: number;
@@ -39,19 +47,20 @@ export interface ModelOptions extends KernelOptions {
 }
 
 export async function readConfig(files: ModelFiles): Promise<OpenELMConfig> {
-  const text = await files.text("config.json");
+  const text = await readText(files, "config.json");
   if (text === undefined) throw new ConfigError(`${files.location}: no config.json`);
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`config.json: not valid JSON (${(e as Error).message})`);
-  }
-  return parseConfig(raw);
+  return parseConfig(parseJsonObject(text, "config.json", { uniqueKeys: true }));
 }
 
 // dist/load.js sits beside dist/kernels-BUILD.wasm
-const fetchBuild = async (build: KernelBuild) => (await fetch(new URL(`./kernels-${build}.wasm`, import.meta.url))).arrayBuffer();
+async function fetchBuild(build: KernelBuild): Promise<ArrayBuffer> {
+  const url = new URL(`./kernels-${build}.wasm`, import.meta.url);
+  const response = await fetch(url).catch((e: Error) => {
+    throw new Error(`cannot fetch the kernels ${url}: ${e.message} (in Node, load through openelm/node; elsewhere pass KernelOptions.wasm)`);
+  });
+  if (!response.ok) throw new Error(`cannot fetch the kernels ${url}: HTTP ${response.status}`);
+  return response.arrayBuffer();
+}
 
 /** A module Web Worker running the kernel loop (browsers). */
 const webWorker = () => new Worker(new URL("./kernels/web-worker.js", import.meta.url), { type: "module" });
@@ -60,6 +69,9 @@ const webWorker = () => new Worker(new URL("./kernels/web-worker.js", import.met
 function canShareMemory(): boolean {
   return typeof SharedArrayBuffer !== "undefined" && (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
 }
+
+/** Kernel threads at most: each is a worker with its own stack, and past the cores they only contend. */
+export const MAX_THREADS = 256;
 
 /**
  * An arena of `memories` wasm32 memories and the kernels over it: SIMD (relaxed where the host validates
@@ -71,7 +83,8 @@ export async function createKernels(opts: KernelOptions = {}, memories = 1): Pro
     const arena = new Arena();
     return { arena, kernels: new ReferenceKernels(arena) };
   }
-  let threads = Math.max(1, Math.floor(opts.threads ?? 1));
+  let threads = opts.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) throw new RangeError(`threads must be an integer from 1 to ${MAX_THREADS}, got ${threads}`);
   const spawn = opts.spawnWorker ?? (typeof Worker !== "undefined" ? webWorker : undefined);
   if (threads > 1 && (!canShareMemory() || !spawn)) {
     console.warn(`openelm: ${spawn ? "SharedArrayBuffer is unavailable (a page needs cross-origin isolation: COOP/COEP headers)" : "no way to start workers was given"}; running on one thread`);
@@ -91,24 +104,58 @@ export async function createKernels(opts: KernelOptions = {}, memories = 1): Pro
 
 /** How many memories a model needs and which layer goes where (see planMemories). */
 export function planModel(config: OpenELMConfig, dtypeOf: Placement, contextLength: number, memoryBytes?: number) {
-  const reserve = OpenELM.bufferBytes(config, contextLength) + (memoryBytes === undefined ? 16 << 20 : 0);
-  return planMemories(config, dtypeOf, (l) => OpenELM.kvBytes(config, l, contextLength), reserve, memoryBytes);
+  const positions = OpenELM.plannedPositions(config, contextLength);
+  const reserve = OpenELM.bufferBytes(config, positions) + (memoryBytes === undefined ? 16 << 20 : 0);
+  return planMemories(config, dtypeOf, (l) => OpenELM.kvBytes(config, l, positions), reserve, positions, memoryBytes);
 }
 
-/** Load config.json and the safetensors weights of a model folder. */
+/** Load config.json and the safetensors weights of a Hugging Face model folder. */
 export async function loadModel(files: ModelFiles, opts: ModelOptions = {}): Promise<OpenELM> {
-  const config = await readConfig(files);
-  const tensors = await readCheckpoint(files);
-  const contextLength = Math.min(opts.contextLength ?? config.maxContextLength, config.maxContextLength);
+  return buildModel(await readConfig(files), await readCheckpoint(files), opts);
+}
+
+/** Load a model from a GGUF file (llama.cpp's openelm architecture; a parsed header is used as it is). */
+export async function loadGGUFModel(file: ByteSource | GGUFFile, opts: ModelOptions = {}): Promise<OpenELM> {
+  const g = "metadata" in file ? file : await readGGUF(file);
+  const config = configFromGGUF(g);
+  return buildModel(config, tensorsFromGGUF(g, expectedTensors(config).keys()), opts);
+}
+
+/** The tokenizer a GGUF file carries (tokenizer.ggml.*), with its chat template. */
+export async function loadGGUFTokenizer(file: ByteSource | GGUFFile): Promise<Tokenizer> {
+  const g = "metadata" in file ? file : await readGGUF(file);
+  const template = chatTemplateFromGGUF(g.metadata);
+  if (template !== undefined) compileTemplate(template, `${g.source.name} metadata tokenizer.chat_template`);
+  return new Tokenizer(tokenizerFromGGUF(g.metadata, g.source.name), { chat_template: template }, `${g.source.name} (GGUF tokenizer)`);
+}
+
+/** Plan memory, create the kernels and load the weights of a checkpoint, in any format. */
+async function buildModel(config: OpenELMConfig, tensors: Map<string, TensorEntry>, opts: ModelOptions): Promise<OpenELM> {
+  const contextLength = opts.contextLength ?? Infinity;
+  if (contextLength !== Infinity && !(Number.isInteger(contextLength) && contextLength >= 1 && contextLength <= MAX.context))
+    throw new RangeError(`the context length must be an integer from 1 to ${MAX.context}, got ${contextLength}`);
   const plan = planModel(config, (name) => opts.dtype ?? tensors.get(name)?.dtype ?? "f32", contextLength, opts.memoryBytes);
   const { arena, kernels } = await createKernels(opts, plan.memories);
-  const weights = await loadWeights(config, tensors, arena, opts, plan.layerMemory);
+  const weights = await loadWeights(config, tensors, arena, kernels, opts, plan.layerMemory);
   return new OpenELM(config, weights, arena, kernels, contextLength);
 }
 
-/** The folder's tokenizer.json (and tokenizer_config.json) if it has one, else `fallback`. */
+/** The chat template of a tokenizer_config.json: a string, or a list of named ones whose "default" is used. */
+function chatTemplateOf(cfg: Record<string, unknown>): string | undefined {
+  const t = cfg.chat_template, where = "tokenizer_config.json field chat_template";
+  if (t === undefined || t === null) return undefined;
+  const source = Array.isArray(t) ? (t.find((x) => (x as { name?: unknown })?.name === "default") as { template?: unknown } | undefined)?.template : t;
+  if (typeof source !== "string") throw new TemplateError(`${where}: ${Array.isArray(t) ? 'the list has no {"name": "default", "template": "..."} entry' : "not a string"}`);
+  compileTemplate(source, where); // a syntax error shows now, not at the first message
+  return source;
+}
+
+/** The folder's tokenizer.json (and tokenizer_config.json) if it has one, else `fallback` (the bundled tokenizer). */
 export async function loadTokenizer(files: ModelFiles, fallback: () => Promise<object>): Promise<Tokenizer> {
-  const own = await files.text("tokenizer.json");
-  const cfg = await files.text("tokenizer_config.json");
-  return new Tokenizer(own ? JSON.parse(own) : await fallback(), cfg ? JSON.parse(cfg) : {});
+  const own = await readText(files, "tokenizer.json");
+  const cfgText = await readText(files, "tokenizer_config.json");
+  const cfg = cfgText === undefined ? {} : parseJsonObject(cfgText, "tokenizer_config.json");
+  const json = own === undefined ? await fallback() : parseJsonObject(own, `${files.location}/tokenizer.json`);
+  const source = own === undefined ? "the bundled Llama-2 tokenizer" : `${files.location}/tokenizer.json`;
+  return new Tokenizer(json, { ...cfg, chat_template: chatTemplateOf(cfg) }, source);
 }

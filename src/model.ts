@@ -1,10 +1,11 @@
 // OpenELM: a decoder-only transformer whose layers differ in width ("layer-wise scaling").
 // Every layer l has its own number of query heads, kv heads and FFN width (see config.ts).
-// All arithmetic is float32; weights may be stored as f32, f16 or bf16 and are widened by the kernels.
+// All arithmetic is float32; weights may be stored as f32, f16, bf16 or in ggml's quantized blocks, which
+// the kernels read as they compute.
 import type { Arena } from "./arena.js";
 import type { OpenELMConfig } from "./config.js";
-import { BYTES } from "./dtype.js";
-import type { Kernels } from "./kernels/types.js";
+import { rowBytes } from "./dtype.js";
+import { quantWorkspace, type Kernels } from "./kernels/types.js";
 import type { Weights } from "./weights.js";
 
 const F = 4; // bytes per float32
@@ -13,14 +14,25 @@ const F = 4; // bytes per float32
 export class KVCache {
   length = 0;
   constructor(
+    /** Most positions it may hold: a cap (--context), or Infinity to grow as long as memory lasts. */
     readonly capacity: number,
-    readonly k: number[], // per layer: [capacity, kvHeads[l], headDim]
-    readonly v: number[], // per layer: [capacity, kvHeads[l], headDim]
+    /** Positions allocated so far; the model doubles this as the sequence grows, up to capacity. */
+    public allocated: number,
+    readonly k: number[], // per layer: [allocated, kvHeads[l], headDim]
+    readonly v: number[], // per layer: [allocated, kvHeads[l], headDim]
   ) {}
 }
 
+/** Positions a new cache allocates at first (a short chat should not hold a whole context of memory). */
+const FIRST_POSITIONS = 256;
+
 export class ContextError extends RangeError {
   override name = "ContextError";
+}
+
+/** Logits that are not finite: the activations overflowed float32. Nothing may be sampled from them. */
+export class NumericError extends RangeError {
+  override name = "NumericError";
 }
 
 /** Some new tokens of one sequence, continuing its cache. */
@@ -59,8 +71,8 @@ export function ropeTables(positions: number, headDim: number, base: number): { 
 
 type BufferName = "x" | "h" | "qkv" | "q" | "attn" | "ffn" | "act" | "logits" | "cos" | "sin";
 
-/** Floats in each work buffer, sized for `rows` positions at a time and a context of `capacity`. */
-function bufferFloats(c: OpenELMConfig, capacity: number, rows: number): Record<BufferName, number> {
+/** Floats in each work buffer, sized for `rows` positions at a time and RoPE tables of `positions`. */
+function bufferFloats(c: OpenELMConfig, positions: number, rows: number): Record<BufferName, number> {
   const maxQ = Math.max(...c.numQueryHeads) * c.headDim;
   const maxQkv = Math.max(...c.numQueryHeads.map((q, l) => q + 2 * c.numKvHeads[l]!)) * c.headDim;
   const maxFfn = Math.max(...c.ffnDims);
@@ -73,37 +85,59 @@ function bufferFloats(c: OpenELMConfig, capacity: number, rows: number): Record<
     ffn: rows * 2 * maxFfn, // [rows, 2·ffnDim]  proj_1 output: gate | up
     act: rows * maxFfn, // [rows, ffnDim]    act(gate)·up
     logits: rows * c.vocabSize, // [rows, vocab]
-    cos: (capacity * c.headDim) / 2, // [capacity, headDim/2]
-    sin: (capacity * c.headDim) / 2, // [capacity, headDim/2]
+    cos: (positions * c.headDim) / 2, // [positions, headDim/2]
+    sin: (positions * c.headDim) / 2, // [positions, headDim/2]
   };
 }
 
 export class OpenELM {
   /** Work buffers in the arena (see bufferFloats for their shapes). */
   private readonly buf: Record<BufferName, number>;
+  /** Positions the RoPE tables cover; they grow with the longest cache. */
+  private ropePositions: number;
+  private warnedPastTraining = false;
   /** When set, receives every named intermediate of the forward pass. */
   onTap?: TapFn;
+  /** Receives notices, e.g. that a sequence passed the trained context (default: console.warn). */
+  onWarning: (message: string) => void = (m) => console.warn(`openelm: ${m}`);
 
   constructor(
     readonly config: OpenELMConfig,
     readonly weights: Weights,
     readonly arena: Arena,
     readonly kernels: Kernels,
-    /** Longest sequence a cache can hold (at most max_context_length). */
-    readonly contextLength = config.maxContextLength,
+    /**
+     * Longest sequence a cache may hold. By default there is no cap: like Apple's code, the model runs
+     * past max_context_length (rotary embeddings exist for every position) and caches grow as needed.
+     */
+    readonly contextLength = Infinity,
     /** Positions processed together in one matrix pass; longer prompts go in chunks. */
     readonly maxRows = 64,
   ) {
-    const floats = Object.entries(bufferFloats(config, contextLength, maxRows)) as [BufferName, number][];
+    if (!(contextLength >= 1)) throw new RangeError(`the context length must be at least 1, got ${contextLength}`);
+    this.ropePositions = OpenELM.plannedPositions(config, contextLength);
+    const floats = Object.entries(bufferFloats(config, this.ropePositions, maxRows)) as [BufferName, number][];
     this.buf = Object.fromEntries(floats.map(([name, n]) => [name, arena.alloc(n * F, name)])) as Record<BufferName, number>;
-    const { cos, sin } = ropeTables(contextLength, config.headDim, config.ropeFreqConstant);
-    arena.write(this.buf.cos, cos);
-    arena.write(this.buf.sin, sin);
+    this.writeRope();
+    // quantized weights multiply activations quantized into this (the longest rows are the FFN's or attention's)
+    const ws = quantWorkspace(maxRows, Math.max(config.modelDim, ...config.ffnDims, ...config.numQueryHeads.map((q) => q * config.headDim)));
+    kernels.workspace(arena.alloc(ws, "kernel workspace"), ws);
+  }
+
+  /** Positions memory is planned for: the cap, or without one the trained context. */
+  static plannedPositions(c: OpenELMConfig, contextLength: number): number {
+    return Number.isFinite(contextLength) ? contextLength : c.maxContextLength;
   }
 
   /** Bytes of the work buffers for a context length and row count (to plan memory before loading). */
   static bufferBytes(c: OpenELMConfig, contextLength: number, maxRows = 64): number {
-    return Object.values(bufferFloats(c, contextLength, maxRows)).reduce((a, n) => a + n * F + 64, 0);
+    return Object.values(bufferFloats(c, OpenELM.plannedPositions(c, contextLength), maxRows)).reduce((a, n) => a + n * F + 64, 0);
+  }
+
+  private writeRope(): void {
+    const { cos, sin } = ropeTables(this.ropePositions, this.config.headDim, this.config.ropeFreqConstant);
+    this.arena.write(this.buf.cos, cos);
+    this.arena.write(this.buf.sin, sin);
   }
 
   /** Bytes of one layer's KV cache of `capacity` positions. */
@@ -128,14 +162,45 @@ export class OpenELM {
       cache.length = 0;
       return cache;
     }
-    const c = this.config, layers = this.weights.layers;
+    const positions = Math.min(capacity, FIRST_POSITIONS), layers = this.weights.layers;
     // each layer's keys and values sit beside its weights (in the same memory, for models over 4 GiB)
-    const per = (l: number) => OpenELM.kvBytes(c, l, capacity) / 2;
-    return new KVCache(
-      capacity,
-      layers.map((L, l) => this.arena.allocBeside(L.qkvProj.ptr, per(l), "KV cache")),
-      layers.map((L, l) => this.arena.allocBeside(L.qkvProj.ptr, per(l), "KV cache")),
-    );
+    const alloc = (l: number) => this.arena.allocBeside(layers[l]!.qkvProj.ptr, OpenELM.kvBytes(this.config, l, positions) / 2, "KV cache");
+    return new KVCache(capacity, positions, layers.map((_, l) => alloc(l)), layers.map((_, l) => alloc(l)));
+  }
+
+  /**
+   * Make room in `cache` for `positions` positions: the cache doubles (copying what it holds) and the
+   * RoPE tables grow with it. Past max_context_length the model warns once and goes on, as Apple's does.
+   */
+  reserve(cache: KVCache, positions: number): void {
+    if (positions > cache.capacity)
+      throw new ContextError(`context too long: ${positions} positions exceed the context length ${cache.capacity} (--context)`);
+    if (positions > cache.allocated) {
+      const grown = Math.min(cache.capacity, Math.max(positions, 2 * cache.allocated));
+      const move = (ptr: number, l: number) => {
+        const rowBytes = OpenELM.kvBytes(this.config, l, 1) / 2;
+        const moved = this.arena.allocBeside(ptr, grown * rowBytes, "KV cache");
+        this.arena.bytes(moved, cache.length * rowBytes).set(this.arena.bytes(ptr, cache.length * rowBytes));
+        this.arena.free(ptr, cache.allocated * rowBytes);
+        return moved;
+      };
+      cache.k.forEach((ptr, l) => (cache.k[l] = move(ptr, l)));
+      cache.v.forEach((ptr, l) => (cache.v[l] = move(ptr, l)));
+      cache.allocated = grown;
+    }
+    if (positions > this.ropePositions) {
+      const bytes = (this.ropePositions * this.config.headDim / 2) * F;
+      this.arena.free(this.buf.cos, bytes);
+      this.arena.free(this.buf.sin, bytes);
+      this.ropePositions = Math.max(positions, cache.allocated);
+      this.buf.cos = this.arena.alloc((this.ropePositions * this.config.headDim / 2) * F, "cos");
+      this.buf.sin = this.arena.alloc((this.ropePositions * this.config.headDim / 2) * F, "sin");
+      this.writeRope();
+    }
+    if (positions > this.config.maxContextLength && !this.warnedPastTraining) {
+      this.warnedPastTraining = true;
+      this.onWarning(`a sequence passed the trained context of ${this.config.maxContextLength} tokens (max_context_length); the model goes on as Apple's code does, but it was not trained that far (--context N caps it)`);
+    }
   }
 
   /** Report a named intermediate: `shape` rows (shape[0]) of prod(shape[1:]) floats, `stride` floats apart. */
@@ -210,7 +275,8 @@ export class OpenELM {
       if (!Number.isInteger(id) || id < 0 || id >= V) throw new RangeError(`token id ${id} at index ${i} is out of range [0, ${V})`);
     });
     if (cache.length + ids.length > cache.capacity)
-      throw new ContextError(`context too long: ${cache.length} cached + ${ids.length} new tokens exceed the context length ${cache.capacity}`);
+      throw new ContextError(`context too long: ${cache.length} cached + ${ids.length} new tokens exceed the context length ${cache.capacity} (--context)`);
+    this.reserve(cache, cache.length + ids.length);
   }
 
   /**
@@ -222,8 +288,8 @@ export class OpenELM {
     const rows = segments.flatMap((s) => s.ids), T = rows.length, D = c.modelDim, hd = c.headDim, eps = c.normEps;
 
     // token embeddings → x [T, D]
-    const emb = w.tokenEmbeddings, rowBytes = D * BYTES[emb.dtype];
-    rows.forEach((id, t) => k.widen(b.x + t * D * F, emb.ptr + id * rowBytes, emb.dtype, D));
+    const emb = w.tokenEmbeddings, embRow = rowBytes(emb.dtype, D)!;
+    rows.forEach((id, t) => k.widen(b.x + t * D * F, emb.ptr + id * embRow, emb.dtype, D));
     this.tap("embed", undefined, b.x, [T, D]);
 
     for (let l = 0; l < c.numLayers; l++) {
@@ -295,5 +361,8 @@ export class OpenELM {
     // output head (the embedding matrix when shared) → logits [n, vocab]
     k.matmul(b.logits, b.h, w.lmHead.ptr, w.lmHead.dtype, logitRows.length, c.vocabSize, D);
     this.tap("logits", undefined, b.logits, [logitRows.length, c.vocabSize]);
+    // NaN or infinity here means float32 overflowed somewhere in the layers
+    const bad = k.firstNonFinite(b.logits, "f32", logitRows.length * c.vocabSize);
+    if (bad >= 0) throw new NumericError(`the logits are not finite (NaN or infinity at token ${bad % c.vocabSize} of row ${Math.floor(bad / c.vocabSize)}): the activations overflowed`);
   }
 }

@@ -2,7 +2,8 @@
 // real sizes without the real weights (speed does not depend on the values).
 import type { Arena } from "./arena.js";
 import type { OpenELMConfig } from "./config.js";
-import { BYTES, convert, type DType } from "./dtype.js";
+import { tensorBytes, type DType } from "./dtype.js";
+import { convertRows } from "./formats/blocks.js";
 import { seededRandom } from "./generation/sampler.js";
 import { allocateWeights, type Weights } from "./weights.js";
 
@@ -12,13 +13,14 @@ export function randomWeights(c: OpenELMConfig, arena: Arena, dtype: DType, laye
   const random = seededRandom(seed);
   const block = new Float32Array(BLOCK).map(() => (random() - 0.5) * 0.07); // about the spread of trained weights
   const norms = new Float32Array(BLOCK).map(() => 0.5 + random());
-  const encoded = new Uint8Array(BLOCK * BYTES[dtype]);
-  convert(new Uint8Array(block.buffer), "f32", encoded, dtype, BLOCK);
+  // BLOCK values in the storage type (a whole number of blocks of any type), tiled over every matrix
+  const encoded = new Uint8Array(tensorBytes(dtype, [BLOCK]));
+  convertRows(new Uint8Array(block.buffer), "f32", encoded, dtype, 1, BLOCK);
   const { weights, tensors } = allocateWeights(c, arena, () => dtype, layerMemory);
   for (const { tensor } of tensors) {
     const isNorm = tensor.shape.length === 1;
     const src = isNorm ? new Uint8Array(norms.buffer) : encoded;
-    const bytes = tensor.shape.reduce((a, b) => a * b, 1) * BYTES[tensor.dtype];
+    const bytes = tensorBytes(tensor.dtype, tensor.shape);
     for (let at = 0; at < bytes; at += src.length) arena.bytes(tensor.ptr + at, Math.min(src.length, bytes - at)).set(src.subarray(0, Math.min(src.length, bytes - at)));
   }
   return weights;

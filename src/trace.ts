@@ -20,8 +20,8 @@
 // | logits | [T, V] | output head |
 import type { OpenELM } from "./model.js";
 import type { ByteSource } from "./files.js";
-import { convert } from "./dtype.js";
-import { encodeSafetensors, readHeader } from "./safetensors.js";
+import { convert, isQuantized } from "./dtype.js";
+import { encodeSafetensors, readHeader, type TensorEntry } from "./formats/safetensors.js";
 
 export const LAYER_TAPS = ["attn_norm", "q", "k", "v", "q_rope", "k_rope", "attn", "attn_out", "resid_attn", "ffn_norm", "ffn_gate", "ffn_up", "ffn_act", "ffn_out", "resid_ffn"];
 
@@ -40,18 +40,12 @@ export function forwardRank(name: string): number {
   return name === "norm" ? 1e9 : name === "logits" ? 1e9 + 1 : 2e9;
 }
 
-/** Does `name` match the pattern: comma-separated globs where * matches anything (e.g. "layers.*.q_rope,logits")? */
-export function matchesTaps(pattern: string | undefined, name: string): boolean {
-  if (!pattern) return true;
-  return pattern.split(",").some((glob) => new RegExp(`^${glob.trim().replace(/[.+?^${}()|[\]\\]/g, "\\$&").replaceAll("*", ".*")}$`).test(name));
-}
-
-/** Run `ids` through the model once (a fresh cache) and collect the taps that match `pattern`. */
-export function trace(model: OpenELM, ids: number[], pattern?: string): Trace {
+/** Run `ids` through the model once (a fresh cache) and collect the taps whose names pass `filter` (default: all). */
+export function trace(model: OpenELM, ids: number[], filter: (name: string) => boolean = () => true): Trace {
   const parts = new Map<string, Tensor32[]>();
   model.onTap = (name, layer, data, shape) => {
     const key = layer === undefined ? name : `layers.${layer}.${name}`;
-    if (matchesTaps(pattern, key)) parts.set(key, [...(parts.get(key) ?? []), { shape, data }]);
+    if (filter(key)) parts.set(key, [...(parts.get(key) ?? []), { shape, data }]);
   };
   const cache = model.newCache();
   try {
@@ -83,29 +77,59 @@ export class TraceMismatch extends Error {
   override name = "TraceMismatch";
 }
 
-/** Compare trace `a` to the reference `b`, tap by tap in forward order. Names and shapes must agree. */
-export function compareTraces(a: Trace, b: Trace, rtol: number): { rows: TapComparison[]; firstDivergence?: string } {
-  const names = Object.keys(b).sort((x, y) => forwardRank(x) - forwardRank(y));
-  const onlyA = Object.keys(a).filter((n) => !(n in b)), onlyB = names.filter((n) => !(n in a));
+/** Tap names and shapes of both traces, in forward order; names and shapes must agree. */
+function pairTaps(a: Map<string, number[]>, b: Map<string, number[]>): [string, number[]][] {
+  const names = [...b.keys()].sort((x, y) => forwardRank(x) - forwardRank(y));
+  const onlyA = [...a.keys()].filter((n) => !b.has(n)), onlyB = names.filter((n) => !a.has(n));
   if (onlyA.length || onlyB.length)
     throw new TraceMismatch(`the traces hold different taps: ${[...onlyA.map((n) => `${n} only in the first`), ...onlyB.map((n) => `${n} only in the second`)].slice(0, 4).join(", ")}`);
-  const rows = names.map((name): TapComparison => {
-    const x = a[name]!, y = b[name]!;
-    if (x.shape.join() !== y.shape.join()) throw new TraceMismatch(`tap ${name} has shape [${x.shape}] in the first trace and [${y.shape}] in the second`);
-    let maxAbs = 0, scale = 0, dot = 0, nx = 0, ny = 0;
-    for (let i = 0; i < y.data.length; i++) {
-      const u = x.data[i]!, v = y.data[i]!;
-      maxAbs = Math.max(maxAbs, Math.abs(u - v));
-      scale = Math.max(scale, Math.abs(v));
-      dot += u * v;
-      nx += u * u;
-      ny += v * v;
-    }
-    const rel = scale > 0 ? maxAbs / scale : maxAbs;
-    const cosine = nx > 0 && ny > 0 ? dot / Math.sqrt(nx * ny) : nx === ny ? 1 : 0;
-    return { name, shape: y.shape, maxAbs, rel, cosine, ok: rel <= rtol && !Number.isNaN(rel) };
-  });
-  return { rows, firstDivergence: rows.find((r) => !r.ok)?.name };
+  for (const name of names)
+    if (a.get(name)!.join() !== b.get(name)!.join()) throw new TraceMismatch(`tap ${name} has shape [${a.get(name)}] in the first trace and [${b.get(name)}] in the second`);
+  return names.map((name) => [name, b.get(name)!]);
+}
+
+/** One tap of `x` against the reference `y`. */
+function compareTap(name: string, shape: number[], x: Float32Array, y: Float32Array, rtol: number): TapComparison {
+  let maxAbs = 0, scale = 0, dot = 0, nx = 0, ny = 0;
+  for (let i = 0; i < y.length; i++) {
+    const u = x[i]!, v = y[i]!;
+    maxAbs = Math.max(maxAbs, Math.abs(u - v));
+    scale = Math.max(scale, Math.abs(v));
+    dot += u * v;
+    nx += u * u;
+    ny += v * v;
+  }
+  const rel = scale > 0 ? maxAbs / scale : maxAbs;
+  const cosine = nx > 0 && ny > 0 ? dot / Math.sqrt(nx * ny) : nx === ny ? 1 : 0;
+  return { name, shape, maxAbs, rel, cosine, ok: rel <= rtol && !Number.isNaN(rel) };
+}
+
+const shapesOf = (t: Trace) => new Map(Object.entries(t).map(([n, x]) => [n, x.shape]));
+const result = (rows: TapComparison[]) => ({ rows, firstDivergence: rows.find((r) => !r.ok)?.name });
+
+/** Compare trace `a` to the reference `b`, tap by tap in forward order. Names and shapes must agree. */
+export function compareTraces(a: Trace, b: Trace, rtol: number): { rows: TapComparison[]; firstDivergence?: string } {
+  return result(pairTaps(shapesOf(a), shapesOf(b)).map(([name, shape]) => compareTap(name, shape, a[name]!.data, b[name]!.data, rtol)));
+}
+
+/** compareTraces for two trace files, read one tap at a time so that memory holds two taps, not two traces. */
+export async function compareTraceFiles(a: ByteSource, b: ByteSource, rtol: number): Promise<{ rows: TapComparison[]; firstDivergence?: string }> {
+  const [ea, eb] = [await readHeader(a), await readHeader(b)].map((es) => new Map(es.map((e) => [e.name, e])));
+  const shapes = (es: Map<string, TensorEntry>) => new Map([...es].map(([n, e]) => [n, e.shape]));
+  const rows: TapComparison[] = [];
+  for (const [name, shape] of pairTaps(shapes(ea!), shapes(eb!)))
+    rows.push(compareTap(name, shape, await readTensor(ea!.get(name)!), await readTensor(eb!.get(name)!), rtol));
+  return result(rows);
+}
+
+/** One tensor of a safetensors file as float32 (F16/BF16 widened). */
+async function readTensor(e: TensorEntry): Promise<Float32Array> {
+  if (isQuantized(e.dtype)) throw new TraceMismatch(`tap ${e.name} is ${e.dtype}; traces are F32, F16 or BF16`);
+  const raw = new Uint8Array(e.bytes);
+  await e.read(0, raw);
+  const count = e.shape.reduce((x, y) => x * y, 1), data = new Float32Array(count);
+  convert(raw, e.dtype, new Uint8Array(data.buffer), "f32", count);
+  return data;
 }
 
 /** A trace as F32 safetensors (tensors in forward order). */
@@ -116,12 +140,6 @@ export function encodeTrace(t: Trace, metadata: Record<string, string> = {}): Ui
 /** Read a trace from safetensors (F32, or F16/BF16 widened). */
 export async function readTrace(src: ByteSource): Promise<Trace> {
   const out: Trace = {};
-  for (const e of await readHeader(src)) {
-    const raw = new Uint8Array(e.bytes);
-    await src.read(e.offset, raw);
-    const count = e.shape.reduce((a, b) => a * b, 1), data = new Float32Array(count);
-    convert(raw, e.dtype, new Uint8Array(data.buffer), "f32", count);
-    out[e.name] = { shape: e.shape, data };
-  }
+  for (const e of await readHeader(src)) out[e.name] = { shape: e.shape, data: await readTensor(e) };
   return out;
 }

@@ -2,8 +2,10 @@
 // checked against what the files hold, then read straight into the arena in the chosen storage type.
 import { MAX_MEMORY_BYTES, type Arena } from "./arena.js";
 import type { OpenELMConfig } from "./config.js";
-import { BYTES, convert, type DType } from "./dtype.js";
-import type { TensorEntry } from "./safetensors.js";
+import { BYTES, isQuantized, rowBytes, tensorBytes, type DType, type FloatType } from "./dtype.js";
+import { convertRows, firstNonFiniteBlock } from "./formats/blocks.js";
+import type { TensorEntry } from "./formats/safetensors.js";
+import type { Kernels } from "./kernels/types.js";
 
 /** A tensor in the arena. */
 export interface Tensor {
@@ -82,28 +84,55 @@ export interface LoadOptions {
 export type Placement = (name: string, shape: number[]) => DType;
 
 const storedType = (dtypeOf: Placement, name: string, shape: number[]): DType => (shape.length === 2 ? dtypeOf(name, shape) : "f32");
-const sizeOf = (dtype: DType, shape: number[]) => shape.reduce((a, b) => a * b, 1) * BYTES[dtype];
+const sizeOf = (dtype: DType, shape: number[]) => tensorBytes(dtype, shape);
+
+/** Memories one model may use: 16 × 4 GiB. */
+export const MAX_MEMORIES = 16;
+
+/** Bytes for messages: "512.0 MiB", "6.12 GiB". */
+export const formatBytes = (b: number) => (b < 2 ** 30 ? `${(b / 2 ** 20).toFixed(1)} MiB` : `${(b / 2 ** 30).toFixed(2)} GiB`);
+
+export class MemoryPlanError extends RangeError {
+  override name = "MemoryPlanError";
+}
 
 /**
  * Which wasm32 memory (4 GiB each) every layer goes in: embeddings, final norm and output head in the
- * first, then the layers in order with their KV caches, opening a new memory when one is full.
- * `reserve`: bytes every memory keeps for mirrored buffers (activations, RoPE tables).
+ * first, then the layers in order with their KV caches of `positions`, opening a new memory when one is
+ * full. `reserve`: bytes every memory keeps for mirrored buffers (activations, RoPE tables). Sizes are
+ * checked here, before anything is allocated, with advice on what would make the model fit.
  */
-export function planMemories(c: OpenELMConfig, dtypeOf: Placement, kvBytes: (layer: number) => number, reserve: number, memoryBytes = MAX_MEMORY_BYTES): { memories: number; layerMemory: number[] } {
-  const shapes = expectedTensors(c), budget = memoryBytes - (1 << 16) - reserve;
-  const bytes = (inPart: (name: string) => boolean) => [...shapes].filter(([n]) => inPart(n))
-    .reduce((a, [n, shape]) => a + sizeOf(storedType(dtypeOf, n, shape), shape) + 64, 0);
-  let memory = 0, used = bytes((n) => !n.startsWith("transformer.layers."));
+export function planMemories(c: OpenELMConfig, dtypeOf: Placement, kvBytes: (layer: number) => number, reserve: number, positions: number, memoryBytes = MAX_MEMORY_BYTES): { memories: number; layerMemory: number[] } {
+  const budget = memoryBytes - (1 << 16) - reserve;
+  // bytes of each layer's tensors, and of the rest (embeddings, final norm, output head)
+  const layerBytes = new Array<number>(c.numLayers).fill(0);
+  let rest = 0;
+  for (const [name, shape] of expectedTensors(c)) {
+    const b = sizeOf(storedType(dtypeOf, name, shape), shape) + 64, layer = /^transformer\.layers\.(\d+)\./.exec(name);
+    if (layer) layerBytes[Number(layer[1])]! += b;
+    else rest += b;
+  }
+  const fits = `more than one ${formatBytes(memoryBytes)} WebAssembly memory holds`;
+  const smaller = dtypeOf("transformer.token_embeddings.weight", [c.vocabSize, c.modelDim]) === "f32" ? " (--dtype bf16 halves it)" : "";
+  if (budget <= 0) throw new MemoryPlanError(`the work buffers and RoPE tables for ${positions} positions need ${formatBytes(reserve)}, ${fits}; use --context N for fewer positions`);
+  let memory = 0, used = rest;
+  if (used > budget)
+    throw new MemoryPlanError(`the embeddings and output head (vocab_size ${c.vocabSize} × model_dim ${c.modelDim}) need ${formatBytes(used)}${c.shareInputOutput ? "" : " (embeddings and a separate lm_head)"}, ${fits}${smaller}`);
   const layerMemory = Array.from({ length: c.numLayers }, (_, l) => {
-    const need = bytes((n) => n.startsWith(`transformer.layers.${l}.`)) + kvBytes(l);
+    const weights = layerBytes[l]!, kv = kvBytes(l), need = weights + kv;
+    if (need > budget)
+      throw new MemoryPlanError(`layer ${l} needs ${formatBytes(need)} (weights ${formatBytes(weights)}, KV cache for ${positions} positions ${formatBytes(kv)}), ${fits}; ${kv > weights ? "use --context N for fewer positions" : `the layer is too wide${smaller}`}`);
     if (used + need > budget) {
       memory++;
       used = 0;
     }
-    if (need > budget) throw new RangeError(`layer ${l} alone needs ${(need / 2 ** 30).toFixed(2)} GiB, more than one memory holds`);
     used += need;
     return memory;
   });
+  if (memory + 1 > MAX_MEMORIES) {
+    const total = rest + layerBytes.reduce((a, b, l) => a + b + kvBytes(l), 0);
+    throw new MemoryPlanError(`the model needs ${formatBytes(total)} (${memory + 1} memories of ${formatBytes(memoryBytes)}), more than the ${MAX_MEMORIES} openelm uses${smaller}; use --context N if the KV cache is large`);
+  }
   return { memories: memory + 1, layerMemory };
 }
 
@@ -138,29 +167,28 @@ export function allocateWeights(c: OpenELMConfig, arena: Arena, dtypeOf: Placeme
 
 const CHUNK = 1 << 22; // bytes read at a time when converting between storage types
 
-/** Check the checkpoint, allocate every tensor in the arena, then read the file bytes directly into place. */
-export async function loadWeights(c: OpenELMConfig, found: Map<string, TensorEntry>, arena: Arena, opts: LoadOptions = {}, layerMemory: number[] = []): Promise<Weights> {
+/** Check the checkpoint, allocate every tensor in the arena, read the file bytes directly into place, and check they are finite. */
+export async function loadWeights(c: OpenELMConfig, found: Map<string, TensorEntry>, arena: Arena, kernels: Kernels, opts: LoadOptions = {}, layerMemory: number[] = []): Promise<Weights> {
   checkTensors(c, found);
   const { weights, tensors } = allocateWeights(c, arena, fileTypes(found, opts.dtype), layerMemory);
   const total = tensors.reduce((a, t) => a + found.get(t.name)!.bytes, 0);
   let done = 0;
   for (const { name, tensor } of tensors) {
     const entry = found.get(name)!;
-    const count = entry.bytes / BYTES[entry.dtype];
     if (entry.dtype === tensor.dtype) {
-      await entry.source.read(entry.offset, arena.bytes(tensor.ptr, entry.bytes));
+      await entry.read(0, arena.bytes(tensor.ptr, entry.bytes));
     } else {
-      // Convert through a small buffer: no full-size intermediate copy.
-      const per = CHUNK / 4;
-      const scratch = new Uint8Array(Math.min(count, per) * BYTES[entry.dtype]);
-      for (let i = 0; i < count; i += per) {
-        const n = Math.min(per, count - i);
-        const src = scratch.subarray(0, n * BYTES[entry.dtype]);
-        await entry.source.read(entry.offset + i * BYTES[entry.dtype], src);
-        convert(src, entry.dtype, arena.bytes(tensor.ptr + i * BYTES[tensor.dtype], n * BYTES[tensor.dtype]), tensor.dtype, n);
+      // Convert a few rows at a time through a small buffer: no full-size intermediate copy.
+      const k = tensor.shape[tensor.shape.length - 1]!, rows = entry.bytes / rowBytes(entry.dtype, k)!;
+      const inRow = rowBytes(entry.dtype, k)!, outRow = rowBytes(tensor.dtype, k)!, per = Math.max(1, Math.floor(CHUNK / inRow));
+      const scratch = new Uint8Array(Math.min(rows, per) * inRow);
+      for (let r = 0; r < rows; r += per) {
+        const n = Math.min(per, rows - r), src = scratch.subarray(0, n * inRow);
+        await entry.read(r * inRow, src);
+        convertRows(src, entry.dtype, arena.bytes(tensor.ptr + r * outRow, n * outRow), tensor.dtype, n, k);
       }
     }
-    if (tensor.dtype === "f16") checkFiniteF16(name, arena, tensor, entry.dtype);
+    checkFinite(name, kernels, arena, tensor, entry.dtype);
     done += entry.bytes;
     opts.onProgress?.(done, total);
   }
@@ -170,14 +198,24 @@ export async function loadWeights(c: OpenELMConfig, found: Map<string, TensorEnt
 /** Storage types for a checkpoint: `dtype` for every matrix, or else as each file holds it. */
 export const fileTypes = (found: Map<string, TensorEntry>, dtype?: DType): Placement => (name) => dtype ?? found.get(name)!.dtype;
 
-/** The SIMD kernels widen f16 weights assuming they are finite; an infinity or NaN means a broken file or an overflow. */
-function checkFiniteF16(name: string, arena: Arena, t: Tensor, fileType: DType): void {
-  const count = t.shape.reduce((a, b) => a * b, 1);
-  const raw = arena.bytes(t.ptr, count * 2), bits = new Uint16Array(raw.buffer, raw.byteOffset, count);
-  for (let i = 0; i < count; i++) {
-    if ((bits[i]! & 0x7c00) !== 0x7c00) continue;
-    throw new WeightsError(fileType === "f16"
-      ? `tensor ${name} holds an f16 infinity or NaN (element ${i}): the checkpoint is corrupt`
-      : `tensor ${name} has values beyond the f16 range (±65504), e.g. element ${i}; keep it as bf16 or f32 (--dtype)`);
+/**
+ * Refuse a tensor holding NaN or ±infinity, naming it and its first bad element: a broken file, or (stored
+ * as f16 from a wider type) a value beyond the f16 range. The SIMD kernels also widen f16 assuming it is finite.
+ */
+function checkFinite(name: string, kernels: Kernels, arena: Arena, t: Tensor, fileType: DType): void {
+  const count = t.shape.reduce((a, b) => a * b, 1), step = 1 << 28; // kernel calls count in i32
+  if (isQuantized(t.dtype)) {
+    const block = firstNonFiniteBlock(t.dtype, arena.bytes(t.ptr, tensorBytes(t.dtype, t.shape)));
+    if (block < 0) return;
+    throw new WeightsError(isQuantized(fileType)
+      ? `tensor ${name} has a NaN or infinite scale (block ${block}): the checkpoint is corrupt`
+      : `tensor ${name} has values too large for ${t.dtype}'s f16 scales (block ${block}); keep it as bf16 or f32 (--dtype)`);
+  }
+  for (let at = 0; at < count; at += step) {
+    const i = kernels.firstNonFinite(t.ptr + at * BYTES[t.dtype as FloatType], t.dtype, Math.min(step, count - at));
+    if (i < 0) continue;
+    throw new WeightsError(t.dtype === "f16" && fileType !== "f16"
+      ? `tensor ${name} has values beyond the f16 range (±65504), e.g. element ${at + i}; keep it as bf16 or f32 (--dtype)`
+      : `tensor ${name} holds NaN or infinity (element ${at + i}): the checkpoint is corrupt`);
   }
 }

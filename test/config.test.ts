@@ -1,7 +1,9 @@
 // Config parsing and layer-wise scaling against values derived independently in Python (ref/derive_config.py).
 import { readFileSync } from "node:fs";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ConfigError, PRESETS, linspace, makeDivisible, parameterCount, parseConfig, pyRound2 } from "../src/config.js";
+import { planModel } from "../src/load.js";
 import { MODELS, ORACLE } from "./helpers/oracle.js";
 
 const derived = JSON.parse(readFileSync(new URL("../ref/derived-presets.json", import.meta.url), "utf8"));
@@ -86,9 +88,20 @@ describe("invalid configs are rejected with a message that names the field", () 
   it.each([
     [{ ...tiny, model_type: "llama" }, /model_type/],
     [{ ...tiny, num_transformer_layers: undefined }, /missing field "num_transformer_layers"/],
-    [{ ...tiny, model_dim: -3 }, /"model_dim" must be a positive integer/],
+    [{ ...tiny, model_dim: -3 }, /"model_dim" must be an integer from 1 to 65,536, got -3/],
     [{ ...tiny, head_dim: 15 }, /"head_dim" must be even/],
     [{ ...tiny, qkv_multipliers: [0.5, 0.75, 1.0] }, /"qkv_multipliers" must be a number or a pair/],
+    [{ ...tiny, num_transformer_layers: 1e9 }, /"num_transformer_layers" must be an integer from 1 to 1,024, got 1000000000/],
+    [{ ...tiny, num_transformer_layers: 2.5 }, /"num_transformer_layers" must be an integer/],
+    [{ ...tiny, vocab_size: 2 ** 31 }, /"vocab_size" must be an integer from 1 to 4,194,304, got 2147483648/],
+    [{ ...tiny, max_context_length: 0 }, /"max_context_length" must be an integer from 1/],
+    [{ ...tiny, head_dim: 1e6 }, /"head_dim" must be an integer from 2 to 4,096/],
+    [{ ...tiny, rope_freq_constant: JSON.parse("1e999") }, /"rope_freq_constant" must be a number above 1/],
+    [{ ...tiny, rope_freq_constant: -5 }, /"rope_freq_constant" must be a number above 1/],
+    [{ ...tiny, qkv_multipliers: [0.5, 1e9] }, /"qkv_multipliers" must be a number in \(0, 64\]/],
+    [{ ...tiny, ffn_multipliers: [0.5, null] }, /"ffn_multipliers" must be/],
+    [{ ...tiny, bos_token_id: 40000 }, /"bos_token_id" must be a token id below vocab_size 32000/],
+    [{ ...tiny, eos_token_id: -1 }, /"eos_token_id" must be a token id below vocab_size/],
     [{ ...tiny, ffn_multipliers: [1, 2, 3] }, /"ffn_multipliers" has 3 values; expected 1, 2 or 4/],
     [{ ...tiny, ffn_multipliers: "big" }, /"ffn_multipliers" must be/],
     [{ ...tiny, activation_fn_name: "tanh" }, /"activation_fn_name" is "tanh"/],
@@ -100,5 +113,43 @@ describe("invalid configs are rejected with a message that names the field", () 
   ])("%#: %s", (raw, message) => {
     expect(() => parseConfig(raw as Record<string, unknown>)).toThrow(ConfigError);
     expect(() => parseConfig(raw as Record<string, unknown>)).toThrow(message);
+  });
+});
+
+describe("config values are bounded before anything is allocated", () => {
+  const plan = (raw: Record<string, unknown>, contextLength = Infinity) => planModel(parseConfig(raw), () => "f32", contextLength);
+
+  it("a config within the bounds but too big for memory fails in milliseconds with the right size", () => {
+    const t0 = performance.now();
+    expect(() => plan({ ...tiny, vocab_size: 2 ** 22, model_dim: 2 ** 16 })).toThrow("the embeddings and output head (vocab_size 4194304 × model_dim 65536) need 2048.00 GiB (embeddings and a separate lm_head), more than one 4.00 GiB WebAssembly memory holds (--dtype bf16 halves it)");
+    expect(() => plan({ ...tiny, num_transformer_layers: 1024, model_dim: 8192, head_dim: 128 })).toThrow(/the model needs [\d.]+ GiB \(\d+ memories of 4.00 GiB\), more than the 16 openelm uses/);
+    expect(performance.now() - t0).toBeLessThan(500);
+  });
+
+  it("a KV cache too big for one memory suggests --context", () => {
+    const long = { ...tiny, max_context_length: 2 ** 22, model_dim: 2048, head_dim: 64 };
+    expect(() => plan(long)).toThrow(/layer 0 needs [\d.]+ GiB \(weights [\d.]+ MiB, KV cache for 4194304 positions [\d.]+ GiB\), more than one 4.00 GiB WebAssembly memory holds; use --context N for fewer positions/);
+    expect(plan(long, 4096).memories).toBe(1);
+  });
+
+  it("any JSON object is either a config with consistent per-layer lists or a ConfigError (fast-check)", () => {
+    const value = fc.oneof(fc.integer(), fc.double(), fc.constantFrom(0, -1, 1, 2, 3, 4, 8, 16, 64, 1e9, 2 ** 31, 2 ** 53), fc.string({ maxLength: 8 }), fc.boolean(), fc.constant(null),
+      fc.array(fc.oneof(fc.integer({ min: -2, max: 300 }), fc.double({ min: 0, max: 8 })), { maxLength: 6 }));
+    const keys = ["num_transformer_layers", "model_dim", "head_dim", "num_gqa_groups", "qkv_multipliers", "ffn_multipliers", "ffn_dim_divisor", "vocab_size",
+      "max_context_length", "rope_freq_constant", "bos_token_id", "eos_token_id", "num_query_heads", "num_kv_heads", "activation_fn_name", "ffn_with_glu"];
+    const raw = fc.record(Object.fromEntries(keys.map((k) => [k, value])), { requiredKeys: [] });
+    fc.assert(fc.property(raw, (r) => {
+      let c;
+      try {
+        c = parseConfig({ ...tiny, ...r });
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        return;
+      }
+      const sizes = [c.numLayers, c.modelDim, c.headDim, c.vocabSize, c.maxContextLength, ...c.numQueryHeads, ...c.numKvHeads, ...c.ffnDims];
+      expect(sizes.every((n) => Number.isSafeInteger(n) && n > 0)).toBe(true);
+      expect([c.numQueryHeads.length, c.numKvHeads.length, c.ffnDims.length]).toEqual([c.numLayers, c.numLayers, c.numLayers]);
+      expect(Number.isSafeInteger(parameterCount(c))).toBe(true);
+    }), { numRuns: 2000 });
   });
 });

@@ -4,10 +4,11 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { evaluate, meanStderr, scoreRequest } from "../src/eval/evaluate.js";
 import { Scorer, encodePair } from "../src/eval/loglikelihood.js";
-import { perplexity } from "../src/eval/perplexity.js";
+import { StridedPerplexity, perplexity } from "../src/eval/perplexity.js";
 import { TaskDataError, hellaswagPreprocess, readTask } from "../src/eval/tasks.js";
 import { loadTokenizerFromFolder } from "../src/node/index.js";
 import type { Tokenizer } from "../src/tokenizer.js";
@@ -171,6 +172,23 @@ describe("perplexity", () => {
     expect(strided.nll).toBeGreaterThan(full.nll * 0.5); // less context per token, a different (here larger) nll
     const disjoint = perplexity(model, ids, { context: 32, stride: 32 });
     expect(disjoint.tokens).toBe(ids.length - 1 - (Math.ceil(ids.length / 32) - 1));
+  });
+
+  it("tokens fed in pieces of any size give exactly the result of the whole list, holding only a window (fast-check)", async () => {
+    const model = await loadOracle("elm-tiny-32k");
+    const ids = tokenizer.encode("The llama is a domesticated South American camelid. ".repeat(6));
+    const whole = { 8: perplexity(model, ids, { context: 24, stride: 8 }), 24: perplexity(model, ids, { context: 24, stride: 24 }) };
+    await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 30 }), fc.constantFrom(8 as const, 24 as const), async (sizes, stride) => {
+      const p = new StridedPerplexity(model, { context: 24, stride });
+      let at = 0;
+      for (let i = 0; at < ids.length; i++) {
+        const n = sizes[i % sizes.length]!;
+        p.push(ids.slice(at, at + n));
+        at += n;
+        expect((p as unknown as { buffer: number[] }).buffer.length).toBeLessThan(24 + 40);
+      }
+      expect(p.finish()).toEqual(whole[stride]);
+    }), { numRuns: 40 });
   });
 });
 

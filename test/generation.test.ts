@@ -59,9 +59,9 @@ describe("Sampler", () => {
     }
   });
 
-  it("a fixed seed gives the draw an independent inverse-CDF sampler makes with the same random numbers", () => {
+  it("a fixed seed gives the draw an independent inverse-CDF sampler makes with the same random numbers (no truncation: ids in order)", () => {
     const sampler = new Sampler({ temperature: 0.8, seed: 42 }), random = seededRandom(42);
-    const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]!);
+    const order = Array.from(logits.keys());
     const p = softmax(logits, 0.8);
     for (let i = 0; i < 50; i++) {
       let r = random(), want = order[order.length - 1]!;
@@ -205,5 +205,39 @@ describe("chat", () => {
     expect(second.timings.promptTokens).toBeLessThan(prompt2Tokens / 2);
     const fresh = await g.complete(renderChat(chat.messages.slice(0, 4)), { maxNewTokens: 8 });
     expect(second.reply).toBe(fresh.text);
+  });
+});
+
+describe("a conversation that outgrows its context", () => {
+  it("drops its oldest turns (the system prompt stays), says so, and keeps answering", async () => {
+    const model = await loadOracle("elm-tiny-32k", { contextLength: 96 });
+    const g = new TextGenerator(model, await loadTokenizerFromFolder(`${ORACLE}/elm-tiny-32k`));
+    const dropped: string[][] = [];
+    const chat = g.conversation({ system: "Be brief.", onDrop: (ms) => dropped.push(ms.map((m) => m.role)) });
+    expect(chat.contextLength).toBe(96);
+    for (let turn = 0; turn < 8; turn++) {
+      let n = 0, reason;
+      for await (const c of chat.send(`Tell me about llama number ${turn}, please.`, { maxNewTokens: 12, ignoreEos: true })) (n += c.ids.length), (reason = c.finishReason);
+      expect([n, reason]).toEqual([12, "length"]); // room was left for the whole reply
+    }
+    expect(dropped.length).toBeGreaterThan(0);
+    expect(dropped[0]).toEqual(["user", "assistant"]);
+    expect(chat.messages[0]).toEqual({ role: "system", content: "Be brief." });
+    expect(chat.messages.at(-2)).toEqual({ role: "user", content: "Tell me about llama number 7, please." });
+  });
+
+  it("a message too long for the context is refused and the conversation stays as it was", async () => {
+    const model = await loadOracle("elm-tiny-32k", { contextLength: 64 });
+    const g = new TextGenerator(model, await loadTokenizerFromFolder(`${ORACLE}/elm-tiny-32k`));
+    const chat = g.conversation({ system: "Be brief." });
+    for await (const _ of chat.send("Hi!", { maxNewTokens: 4 }));
+    const before = structuredClone(chat.messages);
+    await expect(async () => {
+      for await (const _ of chat.send("word ".repeat(100), { maxNewTokens: 4 }));
+    }).rejects.toThrow(/the message does not fit: the conversation's prompt is \d+ tokens, and the context holds 64/);
+    expect(chat.messages).toEqual(before);
+    let reply = 0;
+    for await (const c of chat.send("Hi again!", { maxNewTokens: 4 })) reply += c.ids.length;
+    expect(reply).toBe(4);
   });
 });

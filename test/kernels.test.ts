@@ -1,9 +1,9 @@
 // Every SIMD kernel against the TypeScript specification on random shapes (including sizes that are not
-// multiples of 4 or 16), for every weight storage type, for the plain and relaxed SIMD builds, on one
+// multiples of 4 or 16), for every float weight storage type, for the plain and relaxed SIMD builds, on one
 // thread and on several (with every call split, however small). The maximum error is asserted.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Arena } from "../src/arena.js";
-import { BYTES, DTYPES, F16_TABLE, bf16ToF32, f32ToBf16, f32ToF16, type DType } from "../src/dtype.js";
+import { BYTES, F16_TABLE, FLOAT_TYPES, bf16ToF32, f32ToBf16, f32ToF16, type FloatType } from "../src/dtype.js";
 import { ReferenceKernels } from "../src/kernels/reference.js";
 import type { WasmKernels } from "../src/kernels/wasm.js";
 import { seededRandom } from "../src/generation/sampler.js";
@@ -40,7 +40,7 @@ function floats(n: number): number {
 }
 
 /** Random weights stored as `dtype` in a new buffer. */
-function weights(n: number, dtype: DType): number {
+function weights(n: number, dtype: FloatType): number {
   const ptr = arena.alloc(n * BYTES[dtype]);
   if (dtype === "f32") arena.floats(ptr, n).forEach((_, i, a) => (a[i] = gauss()));
   else {
@@ -67,7 +67,7 @@ const SHAPES: [number, number, number][] = [
 ];
 
 describe("matmul: SIMD against the specification", () => {
-  it.each(DTYPES)("weights %s, shapes with remainders", (dtype) => {
+  it.each(FLOAT_TYPES)("weights %s, shapes with remainders", (dtype) => {
     for (const [m, n, k] of SHAPES) {
       const x = floats(m * k), w = weights(n * k, dtype);
       const a = arena.alloc(m * n * 4), b = arena.alloc(m * n * 4);
@@ -155,9 +155,62 @@ describe("the other kernels: SIMD set against the specification", () => {
       k.copyRows(o, dim, x, dim, rows, dim);
       k.add(o, wt, dim);
     });
-    for (const dtype of DTYPES) {
+    for (const dtype of FLOAT_TYPES) {
       const w = weights(dim, dtype);
       check(dim, (k, o) => k.widen(o, w, dtype, dim), Number.MIN_VALUE); // exact
+    }
+  });
+});
+
+describe("firstNonFinite: SIMD against the specification", () => {
+  // NaN (quiet, with a payload, signalling, negative), +inf, -inf
+  const BAD: Record<FloatType, number[]> = {
+    f32: [0x7fc00000, 0x7fc00123, 0x7f800001, 0xffc00000, 0x7f800000, 0xff800000],
+    f16: [0x7e00, 0x7e12, 0x7c01, 0xfe00, 0x7c00, 0xfc00],
+    bf16: [0x7fc0, 0x7fc1, 0x7f81, 0xffc0, 0x7f80, 0xff80],
+  };
+  // finite edge cases: ±0, the smallest subnormal, the largest subnormal (negative), ± the largest finite value
+  const EDGE: Record<FloatType, number[]> = {
+    f32: [0, 0x80000000, 1, 0x807fffff, 0x7f7fffff, 0xff7fffff],
+    f16: [0, 0x8000, 1, 0x83ff, 0x7bff, 0xfbff],
+    bf16: [0, 0x8000, 1, 0x807f, 0x7f7f, 0xff7f],
+  };
+  // finite values with the largest and the smallest normal exponent: their exponent bits together are all ones
+  const COVER: Record<FloatType, number[]> = { f32: [0x7f7fffff, 0x00800000], f16: [0x7bff, 0x0400], bf16: [0x7f7f, 0x0080] };
+  const bitsOf = (dtype: FloatType, ptr: number, n: number) => (dtype === "f32" ? new Uint32Array(arena.memory.buffer, ptr, n) : new Uint16Array(arena.memory.buffer, ptr, n));
+  const below = (n: number) => Math.floor(random() * n);
+  const pick = (values: number[]) => values[below(values.length)]!;
+
+  it.each(FLOAT_TYPES)("%s: all finite gives -1; the first of several bad values is found wherever it is", (dtype) => {
+    const step = 128 / BYTES[dtype]; // values the SIMD kernel tests at once; the tail after the last step goes one by one
+    expect(simd.firstNonFinite(weights(1, dtype), dtype, 0)).toBe(-1);
+    for (const n of [1, 7, 31, 32, 33, 63, 65, 100, 127, 1027, 20001]) {
+      const ptr = weights(n, dtype), bits = bitsOf(dtype, ptr, n), tail = n - (n % step);
+      for (const e of EDGE[dtype]) bits[below(n)] = e;
+      expect(simd.firstNonFinite(ptr, dtype, n)).toBe(-1);
+      expect(ref.firstNonFinite(ptr, dtype, n)).toBe(-1);
+      for (const at of [0, n - 1, tail - 1, tail, tail + below(n - tail), below(n), below(n), below(n)].filter((i) => i >= 0 && i < n)) {
+        const saved = bits.slice();
+        bits[at] = pick(BAD[dtype]);
+        // later bad values, close by and further on, do not hide the first
+        for (const later of [at + 1 + below(3), at + below(n - at)]) if (later > at && later < n) bits[later] = pick(BAD[dtype]);
+        expect(simd.firstNonFinite(ptr, dtype, n), `n=${n} at=${at}`).toBe(at);
+        expect(ref.firstNonFinite(ptr, dtype, n)).toBe(at);
+        // from one value further on: blocks no longer 16-byte aligned, the tail elsewhere
+        const from1 = simd.firstNonFinite(ptr + BYTES[dtype], dtype, n - 1);
+        expect(from1, `n=${n} at=${at}, from 1`).toBe(ref.firstNonFinite(ptr + BYTES[dtype], dtype, n - 1));
+        if (at > 0) expect(from1).toBe(at - 1);
+        bits.set(saved);
+      }
+    }
+  });
+
+  it.each(FLOAT_TYPES)("%s: finite values whose exponent bits together are all ones are still finite", (dtype) => {
+    const n = 4099, ptr = weights(n, dtype), bits = bitsOf(dtype, ptr, n);
+    for (let i = 0; i < n; i++) bits[i] = pick(COVER[dtype]);
+    for (const start of [0, 1, 3]) {
+      const p = ptr + start * BYTES[dtype];
+      expect([simd.firstNonFinite(p, dtype, n - start), ref.firstNonFinite(p, dtype, n - start)]).toEqual([-1, -1]);
     }
   });
 });

@@ -1,13 +1,15 @@
 // safetensors reading (single file and sharded), malformed files, and the tensor checks against the config.
 import { readFileSync } from "node:fs";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config.js";
 import { convert, f32ToBf16, f32ToF16, F16_TABLE, bf16ToF32 } from "../src/dtype.js";
 import { memoryFiles } from "../src/files.js";
 import { loadModel } from "../src/load.js";
-import { SafetensorsError, encodeSafetensors, readCheckpoint, readHeader } from "../src/safetensors.js";
+import { SafetensorsError, encodeSafetensors, readCheckpoint, readHeader } from "../src/formats/safetensors.js";
 import { WeightsError, checkTensors, expectedTensors } from "../src/weights.js";
 import { bytesSource } from "../src/files.js";
+import { nodeKernelOptions } from "../src/node/index.js";
 import { ORACLE } from "./helpers/oracle.js";
 
 const f32bytes = (values: number[]) => new Uint8Array(new Float32Array(values).buffer);
@@ -44,25 +46,55 @@ describe("reading safetensors", () => {
     const tensors = await readCheckpoint(files);
     const index = JSON.parse(readFileSync(`${dir}/model.safetensors.index.json`, "utf8"));
     expect([...tensors.keys()].sort()).toEqual(Object.keys(index.weight_map).sort());
-    expect(new Set([...tensors.values()].map((t) => t.source.name)).size).toBe(2);
+    for (const t of tensors.values()) await t.read(t.bytes - 2, new Uint8Array(2)); // every tensor's last bytes are in its shard
     expect([...tensors.values()].every((t) => t.dtype === "bf16")).toBe(true);
   });
 
   const good = encodeSafetensors([tensor("w", [2, 2])]);
+  const two = encodeSafetensors([tensor("a", [3]), tensor("b", [2])]);
+  const entry = (dtype: string, shape: unknown, offsets: unknown) => ({ dtype, shape, data_offsets: offsets });
+  /** `good` with its header length field changed by `delta` bytes (the bytes themselves unchanged). */
+  const lengthOff = (delta: number) => {
+    const f = good.slice();
+    new DataView(f.buffer).setBigUint64(0, new DataView(good.buffer).getBigUint64(0, true) + BigInt(delta), true);
+    return f;
+  };
   it.each([
-    ["a file shorter than the length field", good.slice(0, 5), /truncated: 5 bytes/],
-    ["a header length past the end", rawFile("{}").fill(0xff, 0, 8), /bad header: header length/],
-    ["a header that is not JSON", rawFile("{not json"), /bad header: not valid UTF-8 JSON/],
-    ["a header that is a list", rawFile("[1,2]"), /bad header: not a JSON object/],
-    ["an unsupported dtype", rawFile(JSON.stringify({ w: { dtype: "F64", shape: [1], data_offsets: [0, 8] } }), new Uint8Array(8)), /tensor "w" has dtype "F64"; supported: F32, F16, BF16/],
-    ["an integer dtype", rawFile(JSON.stringify({ w: { dtype: "I32", shape: [1], data_offsets: [0, 4] } }), new Uint8Array(4)), /dtype "I32"/],
-    ["offsets that disagree with the shape", rawFile(JSON.stringify({ w: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }), new Uint8Array(8)), /span 8 bytes but shape \[3\] of F32 needs 12/],
-    ["a negative shape", rawFile(JSON.stringify({ w: { dtype: "F32", shape: [-1], data_offsets: [0, 4] } }), new Uint8Array(4)), /shape \[-1\]/],
-    ["data cut off at the end", good.slice(0, good.length - 3), /truncated: tensor "w" ends at byte/],
+    ["a file shorter than the length field", good.slice(0, 5), /5 bytes: too short for a safetensors file/],
+    ["a header length beyond the cap", rawFile("{}").fill(0xff, 0, 8), /not a safetensors file: its header length field is beyond the 16 MiB cap/],
+    ["a header running past the end", rawFile("{}").fill(0x10, 1, 2), /the header runs past the end of the file \(10 bytes\): truncated, or not a safetensors file/],
+    ["a header length one byte long", lengthOff(1), /bad.safetensors: (header: not valid JSON|truncated)/],
+    ["a header length one byte short", lengthOff(-1), /the file has 1 bytes after the last tensor|not valid JSON/],
+    ["a header that does not start with {", rawFile("[1,2]"), /the header does not start with '\{'/],
+    ["a header that is not UTF-8", rawFile("{\"\xff\"}").map((b, i) => (i === 10 ? 0xff : b)), /the header is not UTF-8 text/],
+    ["a header that is not JSON", rawFile("{not json"), /bad.safetensors: header: not valid JSON at line 1, column 2/],
+    ["a header with a tensor twice", rawFile(`{"w":${JSON.stringify(entry("F32", [1], [0, 4]))},"w":${JSON.stringify(entry("F32", [1], [4, 8]))}}`, new Uint8Array(8)), /key "w" appears twice in one object/],
+    ["metadata that is not a map of strings", rawFile(JSON.stringify({ __metadata__: { n: 1 } })), /"__metadata__" must map names to strings/],
+    ["an unsupported dtype", rawFile(JSON.stringify({ w: entry("F64", [1], [0, 8]) }), new Uint8Array(8)), /tensor "w" has dtype "F64"; openelm reads F32, F16 and BF16/],
+    ["an integer dtype", rawFile(JSON.stringify({ w: entry("I32", [1], [0, 4]) }), new Uint8Array(4)), /has dtype "I32"/],
+    ["an unknown dtype", rawFile(JSON.stringify({ w: entry("F33", [1], [0, 4]) }), new Uint8Array(4)), /has unknown dtype "F33"/],
+    ["offsets that disagree with the shape", rawFile(JSON.stringify({ w: entry("F32", [3], [0, 8]) }), new Uint8Array(8)), /span 8 bytes but shape \[3\] of F32 needs 12/],
+    ["a negative shape", rawFile(JSON.stringify({ w: entry("F32", [-1], [0, 4]) }), new Uint8Array(4)), /shape \[-1\], not a list of sizes/],
+    ["a shape whose size overflows", rawFile(JSON.stringify({ w: entry("F32", [2 ** 30, 2 ** 30, 2 ** 30], [0, 4]) }), new Uint8Array(4)), /whose size overflows/],
+    ["offsets that are not a pair", rawFile(JSON.stringify({ w: entry("F32", [1], [4]) }), new Uint8Array(4)), /data_offsets \[4\], not \[begin, end\]/],
+    ["offsets backwards", rawFile(JSON.stringify({ w: entry("F32", [1], [8, 4]) }), new Uint8Array(8)), /data_offsets \[8,4\]/],
+    ["data that does not start at 0", rawFile(JSON.stringify({ w: entry("F32", [1], [4, 8]) }), new Uint8Array(8)), /starts at data byte 4, but the previous tensor ends at 0: a gap between tensors/],
+    ["overlapping tensors", rawFile(JSON.stringify({ a: entry("F32", [2], [0, 8]), b: entry("F32", [1], [4, 8]) }), new Uint8Array(8)), /overlapping tensors/],
+    ["bytes after the last tensor", new Uint8Array([...two, 0]), /the file has 1 bytes after the last tensor/],
+    ["data cut off at the end", good.slice(0, good.length - 3), /truncated: the tensors end at byte \d+ but the file has \d+ bytes/],
   ])("rejects %s", async (_, bytes, message) => {
-    const read = readHeader(bytesSource("bad.safetensors", bytes));
-    await expect(read).rejects.toThrow(SafetensorsError);
-    await expect(readHeader(bytesSource("bad.safetensors", bytes))).rejects.toThrow(message);
+    const error = await readHeader(bytesSource("bad.safetensors", bytes)).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(SafetensorsError);
+    expect((error as Error).message).toMatch(message);
+  });
+
+  it("never quotes the bytes of a file that is not safetensors", async () => {
+    const text = new TextEncoder().encode("root:x:0:0:root:/root:/bin/bash\n".repeat(4));
+    for (const bytes of [text, rawFile("{root:x:0:0:root:/root:/bin/bash}"), rawFile('{"root":"x"} root:/bin/bash')]) {
+      const message = await readHeader(bytesSource("passwd", bytes)).then(() => "", (e: Error) => e.message);
+      expect(message).toMatch(/^passwd: /);
+      expect(message).not.toMatch(/root|bash/);
+    }
   });
 
   it("rejects a folder without weights, an index naming a missing shard, and a shard the index does not describe", async () => {
@@ -71,6 +103,23 @@ describe("reading safetensors", () => {
     await expect(readCheckpoint(memoryFiles({ "model.safetensors.index.json": index({ w: "s1.safetensors" }) }))).rejects.toThrow(/lists shard s1.safetensors, which is not in/);
     await expect(readCheckpoint(memoryFiles({ "model.safetensors.index.json": index({ v: "s1.safetensors" }), "s1.safetensors": good }))).rejects.toThrow(/holds tensor "w", which the index does not list/);
     await expect(readCheckpoint(memoryFiles({ "model.safetensors.index.json": "{}" }))).rejects.toThrow(/no "weight_map"/);
+    await expect(readCheckpoint(memoryFiles({ "model.safetensors.index.json": index({}) }))).rejects.toThrow(/"weight_map" lists no tensors/);
+    await expect(readCheckpoint(memoryFiles({ "model.safetensors.index.json": '{"weight_map":{"w":"a"},"weight_map":{}}' }))).rejects.toThrow(/key "weight_map" appears twice/);
+  });
+
+  it.each([
+    ["../outside.safetensors", /leaves the folder/],
+    ["/etc/passwd", /is an absolute path/],
+    ["C:\\Windows\\x", /backslash|absolute/],
+    ["shards/../../x", /leaves the folder/],
+    ["", /not a file name/],
+    [7, /not a file name/],
+    ["a\u0000b", /NUL/],
+  ])("an index naming the shard %j is refused, naming the entry", async (shard, message) => {
+    const files = memoryFiles({ "model.safetensors.index.json": JSON.stringify({ weight_map: { "lm_head.weight": shard } }) });
+    const error = await readCheckpoint(files).then(() => undefined, (e: Error) => e);
+    expect(error?.message).toMatch(/model.safetensors.index.json: weight_map\["lm_head.weight"\] names/);
+    expect(error?.message).toMatch(message);
   });
 });
 
@@ -115,13 +164,47 @@ describe("checking tensors against the config", () => {
     expect(logits.every(Number.isFinite)).toBe(true);
   });
 
-  it("rejects f16 infinities: corrupt f16 files, and f32 values beyond the f16 range kept as f16", async () => {
-    const cfg = JSON.stringify({ model_type: "openelm", num_transformer_layers: 2, model_dim: 32, head_dim: 8, num_gqa_groups: 2, qkv_multipliers: 1.0, ffn_multipliers: 2, ffn_dim_divisor: 16, normalize_qk_projections: true, share_input_output_layers: true, vocab_size: 10 });
-    const big = full().map((t) => (t.name.endsWith("1.ffn.proj_2.weight") ? tensor(t.name, t.shape, t.data.length / 4 === 2048 ? Array(2048).fill(1e6) : []) : t));
-    const load = (ts: typeof big, dtype?: "f16") => loadModel(memoryFiles({ "config.json": cfg, "model.safetensors": encodeSafetensors(ts) }), { kernels: "typescript", dtype });
-    await expect(load(big, "f16")).rejects.toThrow("tensor transformer.layers.1.ffn.proj_2.weight has values beyond the f16 range (±65504), e.g. element 0; keep it as bf16 or f32 (--dtype)");
-    const inf = full().map((t) => (t.name.endsWith("0.attn.out_proj.weight") ? { ...t, dtype: "f16" as const, data: new Uint8Array(new Uint16Array(t.data.length / 4).fill(0x3c00).map((v, i) => (i === 5 ? 0x7c00 : v)).buffer) } : t));
-    await expect(load(inf)).rejects.toThrow("tensor transformer.layers.0.attn.out_proj.weight holds an f16 infinity or NaN (element 5): the checkpoint is corrupt");
+  const cfg = JSON.stringify({ model_type: "openelm", num_transformer_layers: 2, model_dim: 32, head_dim: 8, num_gqa_groups: 2, qkv_multipliers: 1.0, ffn_multipliers: 2, ffn_dim_divisor: 16, normalize_qk_projections: true, share_input_output_layers: true, vocab_size: 10 });
+  const load = (ts: ReturnType<typeof full>, opts: { dtype?: "f16" | "bf16" | "f32"; kernels?: "typescript" } = {}) =>
+    loadModel(memoryFiles({ "config.json": cfg, "model.safetensors": encodeSafetensors(ts) }), { ...nodeKernelOptions(), threads: 1, ...opts });
+  /** The checkpoint with one tensor stored as `dtype`, holding `bad` (raw bits) at element `at`. */
+  const withBad = (name: string, dtype: "f32" | "f16" | "bf16", bad: number, at: number) => full().map((t) => {
+    if (!t.name.endsWith(name)) return t;
+    const count = t.data.length / 4;
+    const data = dtype === "f32" ? new Uint8Array(new Uint32Array(count).fill(0x3f000000).map((v, i) => (i === at ? bad : v)).buffer)
+      : new Uint8Array(new Uint16Array(count).fill(dtype === "f16" ? 0x3800 : 0x3f00).map((v, i) => (i === at ? bad : v)).buffer);
+    return { ...t, dtype, data };
+  });
+
+  it.each([
+    ["f32", "NaN", 0x7fc00000], ["f32", "+inf", 0x7f800000], ["f32", "-inf", 0xff800000],
+    ["bf16", "NaN", 0x7fc1], ["bf16", "+inf", 0x7f80], ["bf16", "-inf", 0xff80],
+    ["f16", "NaN", 0x7e00], ["f16", "+inf", 0x7c00], ["f16", "-inf", 0xfc00],
+  ] as const)("rejects an %s weight holding %s, naming the tensor and the first bad element (both kernel sets)", async (dtype, _, bits) => {
+    for (const kernels of ["typescript", undefined] as const) {
+      for (const at of [0, 5, 1023]) {
+        const ts = withBad("1.ffn.proj_2.weight", dtype, bits, at);
+        await expect(load(ts, { kernels })).rejects.toThrow(`tensor transformer.layers.1.ffn.proj_2.weight holds NaN or infinity (element ${at}): the checkpoint is corrupt`);
+      }
+    }
+    const norm = withBad("0.attn_norm.weight", dtype, bits, 31);
+    await expect(load(norm)).rejects.toThrow("tensor transformer.layers.0.attn_norm.weight holds NaN or infinity (element 31)");
+  });
+
+  it("rejects f32 values beyond the f16 range kept as f16, and accepts the largest finite values", async () => {
+    const big = full().map((t) => (t.name.endsWith("1.ffn.proj_2.weight") ? tensor(t.name, t.shape, Array(t.data.length / 4).fill(0.5).map((v, i) => (i === 7 ? 1e6 : v))) : t));
+    await expect(load(big, { dtype: "f16" })).rejects.toThrow("tensor transformer.layers.1.ffn.proj_2.weight has values beyond the f16 range (±65504), e.g. element 7; keep it as bf16 or f32 (--dtype)");
+    const edge = full().map((t) => (t.name.endsWith("1.ffn.proj_2.weight") ? tensor(t.name, t.shape, Array(t.data.length / 4).fill(0).map((_, i) => [3.4028234663852886e38, -0, 1e-45, 65504][i % 4]!)) : t));
+    await expect(load(edge)).resolves.toBeDefined();
+    await expect(load(edge.map((t) => (t.name.endsWith("proj_2.weight") ? tensor(t.name, t.shape, Array(t.data.length / 4).fill(65504)) : t)), { dtype: "f16" })).resolves.toBeDefined();
+  });
+
+  it("non-finite logits stop generation with an error instead of being sampled", async () => {
+    const huge = full().map((t) => (t.name === "transformer.norm.weight" ? tensor(t.name, t.shape, Array(32).fill(3e38)) : t));
+    const model = await load(huge);
+    expect(() => model.forward(model.newCache(), [1, 2, 3])).toThrow(/the logits are not finite \(NaN or infinity at token \d+ of row 0\): the activations overflowed/);
+    const { decode } = await import("../src/generation/decode.js");
+    expect(() => [...decode(model, model.newCache(), [1, 2], { maxNewTokens: 4, temperature: 1 })]).toThrow(/the logits are not finite/);
   });
 });
 
@@ -148,5 +231,63 @@ describe("storage-type conversions", () => {
     const h = new Uint8Array(8);
     convert(bf, "bf16", h, "f16", 4);
     expect(Array.from(new Uint16Array(h.buffer))).toEqual(values.map((v) => f32ToF16(bf16ToF32(f32ToBf16(v)))));
+  });
+});
+
+describe("reading safetensors: properties (fast-check)", () => {
+  // A valid file of a few tensors of random shapes and types, as the Python writer lays it out.
+  const validFile = fc.array(fc.record({
+    dtype: fc.constantFrom("f32" as const, "f16" as const, "bf16" as const),
+    shape: fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 3 }),
+  }), { minLength: 1, maxLength: 5 }).map((ts) => encodeSafetensors(ts.map((t, i) => ({
+    name: `t${i}`, dtype: t.dtype, shape: t.shape,
+    data: new Uint8Array(t.shape.reduce((a, b) => a * b, 1) * (t.dtype === "f32" ? 4 : 2)).fill(i + 1),
+  }))));
+  const outcome = (bytes: Uint8Array) => readHeader(bytesSource("f.safetensors", bytes)).then((entries) => ({ entries }), (error: unknown) => ({ error }));
+  /** Whatever it accepts is consistent: every tensor inside the file, the ranges tiling the data section exactly. */
+  const consistent = (bytes: Uint8Array, entries: Awaited<ReturnType<typeof readHeader>>) => {
+    const end = entries.reduce((a, e) => Math.max(a, e.offset + e.bytes), 0);
+    return entries.every((e) => e.offset >= 8 && e.offset + e.bytes <= bytes.length) && (entries.length === 0 || end === bytes.length);
+  };
+
+  it("accepts every file the writer makes", async () => {
+    await fc.assert(fc.asyncProperty(validFile, async (file) => {
+      const r = await outcome(file);
+      expect("entries" in r && consistent(file, r.entries)).toBe(true);
+    }));
+  });
+
+  it("rejects every truncation with a SafetensorsError", async () => {
+    await fc.assert(fc.asyncProperty(validFile, fc.nat(), async (file, cut) => {
+      const r = await outcome(file.slice(0, cut % file.length));
+      expect("error" in r && r.error).toBeInstanceOf(SafetensorsError);
+    }));
+  });
+
+  it("a bit flip anywhere is either refused with a SafetensorsError or read consistently", async () => {
+    await fc.assert(fc.asyncProperty(validFile, fc.nat(), fc.integer({ min: 0, max: 7 }), async (file, at, bit) => {
+      const bytes = file.slice();
+      bytes[at % bytes.length]! ^= 1 << bit;
+      const r = await outcome(bytes);
+      if ("error" in r) expect(r.error).toBeInstanceOf(SafetensorsError);
+      else expect(consistent(bytes, r.entries)).toBe(true);
+    }), { numRuns: 500 });
+  });
+
+  it("a lying header length is refused quickly, without allocating for the lie", async () => {
+    await fc.assert(fc.asyncProperty(validFile, fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), async (file, length) => {
+      const bytes = file.slice();
+      new DataView(bytes.buffer).setBigUint64(0, length, true);
+      const honest = new DataView(file.buffer).getBigUint64(0, true);
+      const r = await outcome(bytes);
+      if (length !== honest) expect("error" in r && r.error).toBeInstanceOf(SafetensorsError);
+    }));
+  });
+
+  it("random bytes are refused with a SafetensorsError", async () => {
+    await fc.assert(fc.asyncProperty(fc.uint8Array({ maxLength: 256 }), async (bytes) => {
+      const r = await outcome(bytes);
+      expect("error" in r && r.error).toBeInstanceOf(SafetensorsError);
+    }));
   });
 });

@@ -2,7 +2,12 @@
 // @huggingface/tokenizers: tables of text and ids, agreement with llama-tokenizer-js, round trips.
 import { readFileSync } from "node:fs";
 import { LlamaTokenizer } from "llama-tokenizer-js";
-import { describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { afterAll, describe, expect, it } from "vitest";
+import { textPieces } from "../src/node/text.js";
 import { Tokenizer, TextStream } from "../src/tokenizer.js";
 import { loadTokenizer } from "../src/load.js";
 import { memoryFiles } from "../src/files.js";
@@ -64,6 +69,66 @@ describe("Llama-2 tokenizer", () => {
     expect(fromFolder.encode("Hello")).toEqual([1, 7]);
     const bundled = await loadTokenizer(memoryFiles({}), async () => json);
     expect(bundled.encode("Hello")).toEqual([1, 15043]);
+  });
+});
+
+describe("tokenizer files are checked, and problems named", () => {
+  const load = (files: Record<string, string>) => loadTokenizer(memoryFiles(files, "DIR"), async () => json);
+  it.each([
+    ["empty", "", /DIR\/tokenizer.json: not valid JSON: the file is empty/],
+    ["not JSON", "{\"model\":", /DIR\/tokenizer.json: not valid JSON/],
+    ["not an object", "[1, 2]", /DIR\/tokenizer.json: expected a JSON object, found an array/],
+    ["null", "null", /found null/],
+    ["without a model", "{}", /DIR\/tokenizer.json: no "model" object/],
+    ["without a vocabulary", JSON.stringify({ model: { type: "BPE" } }), /"model.vocab" is missing or of the wrong kind/],
+    ["with an empty vocabulary", JSON.stringify({ model: { type: "BPE", vocab: {}, merges: [] } }), /"model.vocab" is empty/],
+    ["of an unknown model type", JSON.stringify({ model: { type: "WordLevel", vocab: { a: 0 } } }), /model type "WordLevel" is not supported/],
+    ["with a negative id", JSON.stringify({ model: { type: "BPE", vocab: { a: -4 }, merges: [] } }), /a token has id -4, not a non-negative integer/],
+  ])("a tokenizer.json %s is an error naming the file, never a fallback", async (_, text, message) => {
+    await expect(load({ "tokenizer.json": text })).rejects.toThrow(message);
+  });
+
+  it("a bad tokenizer_config.json is named", async () => {
+    await expect(load({ "tokenizer_config.json": "{oops" })).rejects.toThrow(/^tokenizer_config.json: not valid JSON at line 1, column 2$/);
+    await expect(load({ "tokenizer_config.json": JSON.stringify({ chat_template: "{% if %}" }) })).rejects.toThrow(/^tokenizer_config.json field chat_template: /);
+    const named = await load({ "tokenizer_config.json": JSON.stringify({ chat_template: [{ name: "tool_use", template: "x" }, { name: "default", template: "{{ 'hi' }}" }] }) });
+    expect(named.chatTemplate).toBe("{{ 'hi' }}");
+  });
+
+  it("ids beyond the model's vocabulary: the tokenizer and the model disagree, with both sizes", () => {
+    expect(tokenizer.checkIds([1, 511], 512)).toEqual([1, 511]);
+    expect(() => tokenizer.checkIds([1, 15043], 512)).toThrow("the tokenizer and the model disagree: tokenizer.json has 32000 tokens and gave id 15043, but the model's vocab_size is 512");
+  });
+});
+
+describe("long texts in pieces", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "openelm-pieces-"));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  const word = fc.constantFrom("llama", "the", "a", "Ꙋ", "🦙", "é", ",", "42", "\t", "don't");
+  const separator = fc.constantFrom(" ", " ", " ", "  ", "\n", "\n\n", " \n", "\n ");
+  const text = fc.array(fc.tuple(word, separator), { minLength: 1, maxLength: 80 }).map((ws) => ws.map(([w, s]) => w + s).join(""));
+
+  it("a text read in pieces (cut after newlines or before spaces) encodes to the ids of the whole (fast-check)", async () => {
+    let n = 0;
+    await fc.assert(fc.asyncProperty(text, fc.integer({ min: 8, max: 64 }), async (t, pieceBytes) => {
+      const file = join(tmp, `t${n++}.txt`);
+      writeFileSync(file, t);
+      const pieces: string[] = [];
+      for await (const p of textPieces(file, pieceBytes)) pieces.push(p.text);
+      expect(pieces.join("")).toBe(t);
+      // every cut is after a newline or before a single space between words (else it was a forced cut: skip)
+      fc.pre(pieces.slice(0, -1).every((p, i) => p.endsWith("\n") || (/[^ ]$/.test(p) && /^ [^ ]/.test(pieces[i + 1]!))));
+      const ids = pieces.flatMap((p, i) => (i === 0 ? tokenizer.encode(p) : tokenizer.encodeContinuation(p)));
+      expect(ids).toEqual(tokenizer.encode(t));
+    }), { numRuns: 300 });
+  });
+
+  it("a file that is not UTF-8 is named", async () => {
+    const file = join(tmp, "latin1.txt");
+    writeFileSync(file, Buffer.from([0x61, 0x62, 0xe9, 0x0a]));
+    await expect((async () => {
+      for await (const _ of textPieces(file));
+    })()).rejects.toThrow(/latin1.txt: not UTF-8 text/);
   });
 });
 

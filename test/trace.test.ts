@@ -8,7 +8,8 @@ import { describe, expect, it } from "vitest";
 import { OpenELM } from "../src/model.js";
 import { fileSource } from "../src/node/files.js";
 import { loadModelFromFolder } from "../src/node/index.js";
-import { LAYER_TAPS, TraceMismatch, compareTraces, matchesTaps, readTrace, trace } from "../src/trace.js";
+import { LAYER_TAPS, TraceMismatch, compareTraces, readTrace, trace } from "../src/trace.js";
+import { tapFilter } from "../src/node/commands/oracle.js";
 import { MODELS, ORACLE, ROOT, loadOracle, oracleCases, relError, splitBudget } from "./helpers/oracle.js";
 
 const reference = async (model: string, k: number) => readTrace(await fileSource(join(ROOT, "ref/traces", model, `trace-${k}.safetensors`)));
@@ -29,11 +30,19 @@ describe("taps", () => {
     expect(relError(t.logits!.data, model.forward(model.newCache(), [1, 5, 9], { allPositions: true }))).toBe(0);
   });
 
-  it("a pattern selects taps", () => {
-    expect(matchesTaps("layers.*.q_rope,logits", "layers.12.q_rope")).toBe(true);
-    expect(matchesTaps("layers.*.q_rope,logits", "layers.1.q")).toBe(false);
-    expect(matchesTaps("logits", "logits")).toBe(true);
-    expect(matchesTaps(undefined, "embed")).toBe(true);
+  it("a --taps pattern selects taps, in linear time even when hostile", () => {
+    const pick = tapFilter("layers.*.q_rope, logits");
+    expect([pick("layers.12.q_rope"), pick("layers.1.q"), pick("logits"), tapFilter(undefined)("embed")]).toEqual([true, false, true, true]);
+    expect(tapFilter("layers.{1,2}.q")("layers.2.q")).toBe(true);
+    const names = Array.from({ length: 36 }, (_, l) => LAYER_TAPS.map((t) => `layers.${l}.${t}`)).flat();
+    const t0 = performance.now();
+    for (const hostile of ["*a".repeat(40) + "b", "*".repeat(500) + "x", "+(+(a|aa))*".repeat(5), "{a,b}*".repeat(50)]) {
+      const match = tapFilter(hostile);
+      expect(names.filter(match)).toEqual([]);
+    }
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(() => tapFilter("a,,b")).toThrow(/--taps: "a,,b" is not a list of globs/);
+    expect(() => tapFilter("x".repeat(2000))).toThrow(/at most 1000 characters/);
   });
 
   it("tracing leaves no callback behind, so a normal forward pass pays nothing", async () => {
@@ -128,7 +137,7 @@ describe("conformance pack", () => {
     const index = JSON.parse(readFileSync(join(out, "index.json"), "utf8"));
     expect(index.models.map((m: { model: string }) => m.model)).toEqual(MODELS);
     for (const m of index.models as { model: string; cases: { ids: number[]; logits: string; trace: string }[] }[]) {
-      for (const f of ["config.json", "cases.json", ...m.cases.flatMap((c) => [c.logits, c.trace])]) expect(existsSync(join(out, "models", m.model, f)), `${m.model}/${f}`).toBe(true);
+      for (const f of ["config.json", "cases.json", "past-context.json", `${m.model}-logits.npy`, ...m.cases.flatMap((c) => [c.logits, c.trace])]) expect(existsSync(join(out, "models", m.model, f)), `${m.model}/${f}`).toBe(true);
       const cases = JSON.parse(readFileSync(join(out, "models", m.model, "cases.json"), "utf8")).cases;
       expect(m.cases.map((c) => c.ids)).toEqual(cases.map((c: { ids: number[] }) => c.ids));
       expect(cases.every((c: { greedy: number[] }) => c.greedy.length > 0)).toBe(true);

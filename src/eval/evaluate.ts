@@ -32,14 +32,33 @@ export function scoreRequest(scorer: Scorer, r: Request): number[] {
   return lls;
 }
 
-export function evaluate(scorer: Scorer, requests: Request[], onProgress?: (done: number, total: number) => void): TaskResult {
-  const acc: number[] = [], accNorm: number[] = [];
-  requests.forEach((r, i) => {
+/** Accuracy over documents scored one at a time (so a data file of any size is read as a stream). */
+export class Accuracy {
+  private readonly acc: number[] = [];
+  private readonly accNorm: number[] = [];
+
+  /** Score one document and count whether its best choice is the gold one. */
+  add(scorer: Scorer, r: Request): void {
     const lls = scoreRequest(scorer, r);
-    acc.push(argmax(lls) === r.gold ? 1 : 0);
-    accNorm.push(argmax(lls.map((ll, j) => ll / utf8Bytes(r.choices[j]!))) === r.gold ? 1 : 0);
+    this.acc.push(argmax(lls) === r.gold ? 1 : 0);
+    this.accNorm.push(argmax(lls.map((ll, j) => ll / utf8Bytes(r.choices[j]!))) === r.gold ? 1 : 0);
+  }
+
+  get n(): number {
+    return this.acc.length;
+  }
+
+  result(): TaskResult {
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    return { n: this.n, acc: mean(this.acc), acc_stderr: meanStderr(this.acc), acc_norm: mean(this.accNorm), acc_norm_stderr: meanStderr(this.accNorm) };
+  }
+}
+
+export function evaluate(scorer: Scorer, requests: Request[], onProgress?: (done: number, total: number) => void): TaskResult {
+  const accuracy = new Accuracy();
+  requests.forEach((r, i) => {
+    accuracy.add(scorer, r);
     onProgress?.(i + 1, requests.length);
   });
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  return { n: requests.length, acc: mean(acc), acc_stderr: meanStderr(acc), acc_norm: mean(accNorm), acc_norm_stderr: meanStderr(accNorm) };
+  return accuracy.result();
 }

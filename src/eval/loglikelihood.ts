@@ -69,7 +69,9 @@ export class Scorer {
 
   /** The harness's loglikelihood(context, continuation) for several continuations of one context. */
   score(context: string, continuations: string[]): Score[] {
+    const V = this.model.config.vocabSize;
     const pairs = continuations.map((c) => encodePair(this.tokenizer, context, c));
+    for (const p of pairs) this.tokenizer.checkIds([...p.context, ...p.continuation], V);
     // the harness feeds each pair's own context encoding; it is the same for every continuation
     return this.scoreIds(pairs[0]!.context, pairs.map((p) => p.continuation));
   }

@@ -47,6 +47,8 @@ const arc = (name: string): Task => ({
   fields: { question: str, choices: (v) => typeof v === "object" && v !== null && strList((v as Doc).text) && strList((v as Doc).label), answerKey: str },
   build(doc) {
     const choices = doc.choices as { text: string[]; label: string[] };
+    if (choices.text.length !== choices.label.length)
+      throw new TaskDataError(`field "choices" has ${choices.text.length} texts but ${choices.label.length} labels`);
     const gold = choices.label.indexOf(doc.answerKey as string);
     if (gold < 0) throw new TaskDataError(`field "answerKey" is ${JSON.stringify(doc.answerKey)}, not one of choices.label ${JSON.stringify(choices.label)}`);
     return multipleChoice(`Question: ${doc.question}\nAnswer:`, choices.text, gold);
@@ -93,33 +95,34 @@ export const TASKS: Record<string, Task> = {
   },
 };
 
-/** Parse a JSONL file into requests; a bad line or field is named. */
-export function readTask(task: string, jsonl: string, file = "data"): Request[] {
+/** One JSONL line of a task as its request, or undefined for a blank line; `where` names the line in errors. */
+export function parseDocument(task: string, line: string, where: string): Request | undefined {
   const t = TASKS[task];
   if (!t) throw new TaskDataError(`unknown task "${task}" (tasks: ${Object.keys(TASKS).join(", ")})`);
-  const requests: Request[] = [];
-  jsonl.split("\n").forEach((line, i) => {
-    if (!line.trim()) return;
-    const where = `${file} line ${i + 1}`;
-    let doc: Doc;
-    try {
-      doc = JSON.parse(line);
-    } catch (e) {
-      throw new TaskDataError(`${where}: not valid JSON (${(e as Error).message})`);
-    }
-    if (typeof doc !== "object" || doc === null || Array.isArray(doc)) throw new TaskDataError(`${where}: not a JSON object`);
-    for (const [field, ok] of Object.entries(t.fields)) {
-      if (!(field in doc)) throw new TaskDataError(`${where}: missing field "${field}" (${task} documents have: ${t.source})`);
-      if (!ok(doc[field])) throw new TaskDataError(`${where}: field "${field}" has an unexpected value ${JSON.stringify(doc[field])?.slice(0, 80)} (${t.source})`);
-    }
-    try {
-      const r = t.build(doc);
-      if (!(r.gold >= 0 && r.gold < r.choices.length)) throw new TaskDataError(`the answer index ${r.gold} is not one of the ${r.choices.length} choices`);
-      requests.push(r);
-    } catch (e) {
-      throw new TaskDataError(`${where}: ${(e as Error).message}`);
-    }
-  });
+  if (!line.trim()) return undefined;
+  let doc: Doc;
+  try {
+    doc = JSON.parse(line);
+  } catch {
+    throw new TaskDataError(`${where}: not valid JSON`);
+  }
+  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) throw new TaskDataError(`${where}: not a JSON object`);
+  for (const [field, ok] of Object.entries(t.fields)) {
+    if (!(field in doc)) throw new TaskDataError(`${where}: missing field "${field}" (${task} documents have: ${t.source})`);
+    if (!ok(doc[field])) throw new TaskDataError(`${where}: field "${field}" has an unexpected value ${JSON.stringify(doc[field])?.slice(0, 80)} (${t.source})`);
+  }
+  try {
+    const r = t.build(doc);
+    if (!(r.gold >= 0 && r.gold < r.choices.length)) throw new TaskDataError(`the answer index ${r.gold} is not one of the ${r.choices.length} choices`);
+    return r;
+  } catch (e) {
+    throw new TaskDataError(`${where}: ${(e as Error).message}`);
+  }
+}
+
+/** Parse a whole JSONL text into requests; a bad line or field is named. */
+export function readTask(task: string, jsonl: string, file = "data"): Request[] {
+  const requests = jsonl.split("\n").flatMap((line, i) => parseDocument(task, line, `${file} line ${i + 1}`) ?? []);
   if (requests.length === 0) throw new TaskDataError(`${file}: no documents`);
   return requests;
 }

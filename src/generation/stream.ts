@@ -1,6 +1,6 @@
 // The text API: streaming generation with stop strings, cancellation and timings; conversations that keep
 // their KV cache from turn to turn; several prompts decoded together.
-import { ContextError, type KVCache, type OpenELM } from "../model.js";
+import { ContextError, OpenELM, type KVCache } from "../model.js";
 import { TextStream, type Tokenizer } from "../tokenizer.js";
 import { renderChat, type ChatMessage } from "./chat.js";
 import { decode, type DecodeOptions, type SpeculationStats } from "./decode.js";
@@ -68,10 +68,15 @@ export class TextGenerator {
 
   /** Stream the continuation of `prompt` (text, encoded with BOS, or token ids). */
   generate(prompt: string | number[], opts: GenerateOptions = {}): AsyncGenerator<GenerateChunk> {
-    const ids = typeof prompt === "string" ? this.tokenizer.encode(prompt) : prompt;
+    const ids = this.encode(prompt);
     this.cache ??= this.model.newCache();
     this.cache.length = 0;
     return this.run(this.cache, ids, opts);
+  }
+
+  /** A prompt's ids: text encoded with BOS (checked against the model's vocabulary), or ids as given. */
+  encode(prompt: string | number[]): number[] {
+    return typeof prompt === "string" ? this.tokenizer.checkIds(this.tokenizer.encode(prompt), this.model.config.vocabSize) : prompt;
   }
 
   /** Generate the whole continuation and return its text and ids. */
@@ -87,7 +92,7 @@ export class TextGenerator {
   }
 
   /** A conversation with this model, in its chat template, keeping its KV cache between turns. */
-  conversation(opts: { system?: string; template?: string } = {}): Conversation {
+  conversation(opts: ConversationOptions = {}): Conversation {
     return new Conversation(this, opts);
   }
 
@@ -98,7 +103,7 @@ export class TextGenerator {
   async batch(prompts: (string | number[])[], opts: Omit<GenerateOptions, "promptLookup" | "draft"> = {}): Promise<{ text: string; ids: number[]; finishReason: FinishReason }[]> {
     const model = this.model, eos = model.config.eosTokenId, maxNew = opts.maxNewTokens ?? 256;
     const seqs = prompts.map((p, i) => {
-      const prompt = typeof p === "string" ? this.tokenizer.encode(p) : p;
+      const prompt = this.encode(p);
       const cache = model.newCache();
       if (prompt.length >= cache.capacity) throw new ContextError(`prompt ${i} has ${prompt.length} tokens; the context holds ${cache.capacity}`);
       return { prompt, cache, sampler: new Sampler({ ...opts, seed: (opts.seed ?? 0) + i }), ids: [] as number[], text: "", reason: undefined as FinishReason | undefined };
@@ -132,7 +137,7 @@ export class TextGenerator {
   /** @internal The streaming loop over a cache that may hold a prefix of `ids` already. */
   async *run(cache: KVCache, ids: number[], opts: GenerateOptions): AsyncGenerator<GenerateChunk> {
     if (ids.length > cache.capacity)
-      throw new ContextError(`prompt too long: ${ids.length} tokens, but the context holds ${cache.capacity} (max_context_length)`);
+      throw new ContextError(`prompt too long: ${ids.length} tokens, but the context holds ${cache.capacity} (--context)`);
     const stops = opts.stop ?? [];
     const maxNewTokens = Math.min(opts.maxNewTokens ?? 256, cache.capacity - ids.length + 1);
     const stats: SpeculationStats = { proposed: 0, accepted: 0, passes: 0 };
@@ -174,15 +179,32 @@ export class TextGenerator {
   }
 }
 
-/** A chat in the model's template. Each turn re-renders the whole conversation, and the tokens its cache
- * already holds (the longest common prefix) are not run again. */
+/** Options of a conversation. */
+export interface ConversationOptions {
+  system?: string;
+  /** A chat template to use instead of the tokenizer's (or OpenELM-Instruct's). */
+  template?: string;
+  /** Called with the oldest messages dropped so that a grown conversation fits its context. */
+  onDrop?: (dropped: ChatMessage[]) => void;
+}
+
+/**
+ * A chat in the model's template. Each turn re-renders the whole conversation, and the tokens its cache
+ * already holds (the longest common prefix) are not run again. A conversation lives within the model's
+ * context cap, or without one the trained context: when it outgrows that, its oldest turns are dropped
+ * (the system prompt stays) so that the new message and room for the reply fit.
+ */
 export class Conversation {
   readonly messages: ChatMessage[] = [];
+  /** Positions a turn's prompt and reply may take. */
+  readonly contextLength: number;
   private readonly cache: KVCache;
   private cachedIds: number[] = [];
 
-  constructor(private readonly generator: TextGenerator, private readonly opts: { system?: string; template?: string } = {}) {
-    this.cache = generator.model.newCache();
+  constructor(private readonly generator: TextGenerator, private readonly opts: ConversationOptions = {}) {
+    const model = generator.model;
+    this.contextLength = OpenELM.plannedPositions(model.config, model.contextLength);
+    this.cache = model.newCache(this.contextLength);
     if (opts.system) this.messages.push({ role: "system", content: opts.system });
   }
 
@@ -191,14 +213,41 @@ export class Conversation {
     return renderChat(this.messages, { template: this.opts.template ?? this.generator.tokenizer.chatTemplate, addGenerationPrompt: true });
   }
 
+  /** The prompt's ids, after dropping the oldest turns until it leaves `room` tokens for the reply. */
+  private fit(room: number): number[] {
+    const dropped: ChatMessage[] = [];
+    for (;;) {
+      const ids = this.generator.encode(this.prompt());
+      const oldest = this.messages.findIndex((m) => m.role !== "system");
+      const droppable = oldest >= 0 && oldest < this.messages.length - 1; // never the new message
+      if (ids.length + room <= this.contextLength || !droppable) {
+        if (ids.length >= this.contextLength)
+          throw new ContextError(`the message does not fit: the conversation's prompt is ${ids.length} tokens, and the context holds ${this.contextLength}`);
+        if (dropped.length) this.opts.onDrop?.(dropped);
+        return ids;
+      }
+      // drop the oldest turn: a user message with the reply that followed it
+      const n = this.messages[oldest + 1]?.role === "assistant" && oldest + 1 < this.messages.length - 1 ? 2 : 1;
+      dropped.push(...this.messages.splice(oldest, n));
+    }
+  }
+
   /** Add a user message and stream the assistant's reply, which joins the history when it ends. */
   async *send(content: string, opts: GenerateOptions = {}): AsyncGenerator<GenerateChunk> {
+    const before = this.messages.slice();
+    const restore = () => this.messages.splice(0, this.messages.length, ...before);
     this.messages.push({ role: "user", content });
-    const ids = this.generator.tokenizer.encode(this.prompt());
+    let ids: number[];
+    try {
+      ids = this.fit(Math.min(opts.maxNewTokens ?? 256, Math.floor(this.contextLength / 4)));
+    } catch (e) {
+      restore(); // the conversation is as it was, dropped turns included
+      throw e;
+    }
     let common = 0;
     while (common < this.cachedIds.length && common < ids.length && this.cachedIds[common] === ids[common]) common++;
     this.cache.length = common;
-    let reply = "";
+    let reply = "", failed = true;
     const all = ids.slice();
     try {
       for await (const chunk of this.generator.run(this.cache, ids, opts)) {
@@ -206,10 +255,18 @@ export class Conversation {
         all.push(...chunk.ids);
         yield chunk;
       }
+      failed = false;
     } finally {
+      // the cache holds the keys and values of all[0 .. cache.length), whatever happened
       this.cachedIds = all.slice(0, this.cache.length);
-      this.messages.push({ role: "assistant", content: reply });
+      if (failed) this.messages.splice(this.messages.length - 1); // the message that got no reply
+      else this.messages.push({ role: "assistant", content: reply });
     }
+  }
+
+  /** Forget every message but the system prompt. */
+  reset(): void {
+    this.messages.splice(this.messages[0]?.role === "system" ? 1 : 0);
   }
 
   /** Give the KV cache back to the model. */

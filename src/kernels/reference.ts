@@ -1,7 +1,8 @@
 // The readable specification of every kernel, in plain TypeScript over the arena's memory.
 // The SIMD kernels in kernels/ must agree with these (test/kernels.test.ts).
 import type { Arena } from "../arena.js";
-import { F16_TABLE, bf16ToF32, type DType } from "../dtype.js";
+import { F16_TABLE, bf16ToF32, f32ToF16, isKQuant, isQuantized, tensorBytes, type DType, type FloatType, type QuantType } from "../dtype.js";
+import { dequantizeRow } from "../formats/blocks.js";
 import type { Activation } from "../config.js";
 import type { Kernels } from "./types.js";
 
@@ -18,6 +19,30 @@ export const ACTIVATIONS: Record<Activation, (x: number) => number> = {
   relu: (x) => Math.max(0, x),
 };
 
+/**
+ * Activations for a quantized product, as llama.cpp quantizes them (and kernels/quant.ts): for Q8_0 and
+ * Q4_0 weights per block of 32, d = max|x| / 127 rounded to f16 and q = x · 127 / max|x|; for the
+ * K-quants per block of 256, with x_max the first value of largest magnitude, q = min(127, -127 / x_max · x)
+ * and d = x_max / -127. Rounding is half to even. `d` has one scale per 32 values either way.
+ */
+export function quantizeActivations(x: Float32Array, kquant: boolean): { q: Int8Array; d: Float32Array } {
+  const q = new Int8Array(x.length), d = new Float32Array(x.length / 32), f = Math.fround, block = kquant ? 256 : 32;
+  for (let b0 = 0; b0 < x.length; b0 += block) {
+    let amax = 0, big = 0;
+    for (let c = b0; c < b0 + block; c++) if (Math.abs(x[c]!) > amax) (amax = Math.abs(x[c]!)), (big = x[c]!);
+    const scale = kquant ? (big ? f(-127 / big) : 0) : amax ? f(127 / amax) : 0;
+    const scaleD = kquant ? (scale ? f(1 / scale) : 0) : F16_TABLE[f32ToF16(f(amax / 127))]!;
+    d.fill(scaleD, b0 / 32, (b0 + block) / 32);
+    for (let c = b0; c < b0 + block; c++) q[c] = Math.min(127, roundHalfEven(f(x[c]! * scale)));
+  }
+  return { q, d };
+}
+
+const roundHalfEven = (v: number) => {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+};
+
 /** Copy rows of `width` floats, `stride` apart, starting at byte offset `ptr` of a memory's f32 view. */
 export function readRows(f32: Float32Array, ptr: number, rows: number, width: number, stride: number): Float32Array {
   const out = new Float32Array(rows * width);
@@ -30,7 +55,7 @@ export class ReferenceKernels implements Kernels {
   constructor(protected readonly arena: Arena) {}
 
   /** Element i of a weight tensor of type `type` at byte offset `ptr`, as a number. */
-  protected weightReader(ptr: number, type: DType): (i: number) => number {
+  protected weightReader(ptr: number, type: FloatType): (i: number) => number {
     const buf = this.arena.memory.buffer;
     if (type === "f32") {
       const a = new Float32Array(buf, ptr);
@@ -40,7 +65,10 @@ export class ReferenceKernels implements Kernels {
     return type === "bf16" ? (i) => bf16ToF32(a[i]!) : (i) => F16_TABLE[a[i]!]!;
   }
 
+  workspace(): void {} // the specification quantizes into plain arrays
+
   matmul(out: number, x: number, w: number, wType: DType, m: number, n: number, k: number): void {
+    if (isQuantized(wType)) return this.matmulQuantized(out, x, w, wType, m, n, k);
     const f = this.arena.f32, W = this.weightReader(w, wType);
     for (let i = 0; i < m; i++) {
       const xi = (x >> 2) + i * k;
@@ -52,7 +80,26 @@ export class ReferenceKernels implements Kernels {
     }
   }
 
+  /** Quantized weights: each row dequantized (blocks.ts), x quantized as the SIMD kernels quantize it. */
+  private matmulQuantized(out: number, x: number, w: number, wType: QuantType, m: number, n: number, k: number): void {
+    const f = this.arena.f32, row = new Float32Array(k), rowBytes = tensorBytes(wType, [k]);
+    const xs = Array.from({ length: m }, (_, i) => quantizeActivations(f.subarray((x >> 2) + i * k, (x >> 2) + (i + 1) * k), isKQuant(wType)));
+    for (let j = 0; j < n; j++) {
+      dequantizeRow(wType, this.arena.bytes(w + j * rowBytes, rowBytes), row, k);
+      xs.forEach(({ q, d }, i) => {
+        let sum = 0;
+        for (let b = 0; b < k / 32; b++) {
+          let block = 0;
+          for (let c = b * 32; c < b * 32 + 32; c++) block += row[c]! * q[c]!;
+          sum += d[b]! * block;
+        }
+        f[(out >> 2) + i * n + j] = sum;
+      });
+    }
+  }
+
   widen(out: number, src: number, srcType: DType, n: number): void {
+    if (isQuantized(srcType)) return dequantizeRow(srcType, this.arena.bytes(src, tensorBytes(srcType, [n])), this.arena.floats(out, n), n);
     const f = this.arena.f32, S = this.weightReader(src, srcType);
     for (let i = 0; i < n; i++) f[(out >> 2) + i] = S(i);
   }
@@ -130,6 +177,14 @@ export class ReferenceKernels implements Kernels {
       const xi = (x >> 2) + r * inStride, oi = (out >> 2) + r * width;
       for (let c = 0; c < width; c++) f[oi + c] = fn(f[xi + c]!) * (gated ? f[xi + width + c]! : 1);
     }
+  }
+
+  firstNonFinite(ptr: number, dtype: FloatType, n: number): number {
+    // exponent bits all ones: infinity or NaN
+    const buf = this.arena.memory.buffer;
+    const [bits, mask] = dtype === "f32" ? [new Uint32Array(buf, ptr, n), 0x7f800000] : [new Uint16Array(buf, ptr, n), dtype === "bf16" ? 0x7f80 : 0x7c00];
+    for (let i = 0; i < n; i++) if ((bits[i]! & mask) === mask) return i;
+    return -1;
   }
 
   read(ptr: number, rows: number, width: number, stride: number): Float32Array {

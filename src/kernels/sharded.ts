@@ -3,7 +3,7 @@
 // are copied to the next when the calls move on, so model.ts never sees the split.
 import type { Arena } from "../arena.js";
 import type { Activation } from "../config.js";
-import type { DType } from "../dtype.js";
+import type { DType, FloatType } from "../dtype.js";
 import type { Kernels } from "./types.js";
 
 type Range = [number, number]; // bytes [start, end) of a mirrored buffer
@@ -39,6 +39,10 @@ export class ShardedKernels implements Kernels {
   }
 
   private o = (ptr: number) => this.arena.offsetOf(ptr);
+
+  workspace(ptr: number, bytes: number): void {
+    for (const s of this.sets) s.workspace(this.o(ptr), bytes); // mirrored: the same offset in every memory
+  }
 
   matmul(out: number, x: number, w: number, wType: DType, m: number, n: number, k: number): void {
     this.at(out, x, w).matmul(this.o(out), this.o(x), this.o(w), wType, m, n, k);
@@ -82,6 +86,10 @@ export class ShardedKernels implements Kernels {
 
   read(ptr: number, rows: number, width: number, stride: number): Float32Array {
     return this.at(ptr).read(this.o(ptr), rows, width, stride);
+  }
+
+  firstNonFinite(ptr: number, dtype: FloatType, n: number): number {
+    return this.at(ptr).firstNonFinite(this.o(ptr), dtype, n);
   }
 
   readBytes(ptr: number, bytes: number): void {

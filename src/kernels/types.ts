@@ -1,13 +1,21 @@
 // The kernel interface: everything model.ts computes goes through these calls. Arguments are byte
 // offsets into the arena's memory (`out`, `x`, `w`, ...) and sizes; kernels never allocate.
-import type { DType } from "../dtype.js";
+import type { DType, FloatType } from "../dtype.js";
+
+/** Workspace bytes quantized activations of `rows` × `k` take: int8 values, an f32 scale per 32, an f32 sum per 16. */
+export const quantWorkspace = (rows: number, k: number) => rows * (k + (k / 32) * 4 + (k / 16) * 4);
 import type { Activation } from "../config.js";
 
 export interface Kernels {
   readonly name: string;
-  /** out[m×n] = x[m×k] · W[n×k]ᵀ, with W stored as `wType` and widened to f32. */
+  /** Scratch memory in the arena for the kernels that need it between steps (quantized activations); the model allocates it. */
+  workspace(ptr: number, bytes: number): void;
+  /**
+   * out[m×n] = x[m×k] · W[n×k]ᵀ, with W stored as `wType`: floats widened to f32; quantized blocks
+   * multiplied with x quantized to int8 per 32 values, as llama.cpp does (needs quantWorkspace(m, k) bytes of workspace).
+   */
   matmul(out: number, x: number, w: number, wType: DType, m: number, n: number, k: number): void;
-  /** out[n] = src[n] widened from `srcType` to f32 (an embedding row). */
+  /** out[n] = src[n] widened (or dequantized) from `srcType` to f32 (an embedding row). */
   widen(out: number, src: number, srcType: DType, n: number): void;
   /** Per row of `dim`: out = x / sqrt(mean(x²) + eps) * weight. `out` may equal `x`. */
   rmsNorm(out: number, x: number, weight: number, rows: number, dim: number, eps: number): void;
@@ -28,6 +36,8 @@ export interface Kernels {
   activate(out: number, x: number, rows: number, width: number, act: Activation, gated: boolean): void;
   /** out[n] += x[n] (the residual connection). */
   add(out: number, x: number, n: number): void;
+  /** Index of the first of `n` values of type `dtype` at `ptr` that is NaN or ±infinity, or -1 (checks of weights and logits). */
+  firstNonFinite(ptr: number, dtype: FloatType, n: number): number;
   /** Copy `rows` rows of `width` floats, `stride` apart, out of the arena (for tracing). */
   read(ptr: number, rows: number, width: number, stride: number): Float32Array;
   /** Stop worker threads, if any. */

@@ -1,9 +1,10 @@
 // The SIMD kernel set: the AssemblyScript module in kernels/ compiled to WebAssembly and instantiated
 // on the arena's memory, with matrix products and attention split across a thread pool when there is one.
 import type { Activation } from "../config.js";
-import { DTYPE_CODE, type DType } from "../dtype.js";
+import { DTYPE_CODE, isKQuant, isQuantized, tensorBytes, type DType, type FloatType } from "../dtype.js";
+import { dequantizeRow } from "../formats/blocks.js";
 import { Op, slice, type ThreadPool } from "./pool.js";
-import type { Kernels } from "./types.js";
+import { quantWorkspace, type Kernels } from "./types.js";
 import { readRows } from "./reference.js";
 
 /** The exports of kernels/index.ts. */
@@ -17,6 +18,8 @@ export interface WasmExports {
   widen(out: number, src: number, dtype: number, n: number): void;
   copyRows(dst: number, dstStride: number, src: number, srcStride: number, rows: number, width: number): void;
   readBytes(ptr: number, bytes: number): number;
+  quantizeRows(xq: number, x: number, m: number, k: number, kquant: number): void;
+  firstNonFinite(ptr: number, dtype: number, n: number): number;
 }
 
 /** The four builds of kernels/: relaxed SIMD (fused multiply-add) or plain SIMD, shared memory (threads) or not. */
@@ -41,8 +44,20 @@ export class WasmKernels implements Kernels {
     return this.pool?.threads ?? 1;
   }
 
+  private scratch = { ptr: 0, bytes: 0 };
+
+  workspace(ptr: number, bytes: number): void {
+    this.scratch = { ptr, bytes };
+  }
+
   matmul(out: number, x: number, w: number, wType: DType, m: number, n: number, k: number): void {
     const dtype = DTYPE_CODE[wType];
+    if (isQuantized(wType)) {
+      // the activations, quantized once on this thread, are what every thread's slice reads
+      if (quantWorkspace(m, k) > this.scratch.bytes) throw new RangeError(`a ${wType} product of ${m}×${k} activations needs ${quantWorkspace(m, k)} bytes of workspace; the kernels have ${this.scratch.bytes}`);
+      this.k.quantizeRows(this.scratch.ptr, x, m, k, isKQuant(wType) ? 1 : 0);
+      x = this.scratch.ptr;
+    }
     if (!this.pool || m * n * k < this.minParallelWork) return this.k.matmul(out, x, w, dtype, m, n, k, 0, n);
     const [j0, j1] = slice(n, this.pool.threads, 0);
     this.pool.run(Op.Matmul, this.memoryIndex, [out, x, w, dtype, m, n, k], () => this.k.matmul(out, x, w, dtype, m, n, k, j0, j1));
@@ -57,6 +72,8 @@ export class WasmKernels implements Kernels {
   }
 
   widen(out: number, src: number, srcType: DType, n: number): void {
+    // a quantized embedding row is decoded by the readable decoder: one row per token is not a hot loop
+    if (isQuantized(srcType)) return dequantizeRow(srcType, new Uint8Array(this.memory.buffer, src, tensorBytes(srcType, [n])), new Float32Array(this.memory.buffer, out, n), n);
     this.k.widen(out, src, DTYPE_CODE[srcType], n);
   }
 
@@ -78,6 +95,10 @@ export class WasmKernels implements Kernels {
 
   add(out: number, x: number, n: number): void {
     this.k.add(out, x, n);
+  }
+
+  firstNonFinite(ptr: number, dtype: FloatType, n: number): number {
+    return this.k.firstNonFinite(ptr, DTYPE_CODE[dtype], n);
   }
 
   read(ptr: number, rows: number, width: number, stride: number): Float32Array {

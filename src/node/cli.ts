@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // The openelm command line. The forms `logits`, `generate --ids ... --json` and `info` are the
 // conformance interface other ports drive; keep them stable.
+import { readFileSync } from "node:fs";
 import { UsageError, MODEL_HELP } from "./commands/args.js";
 import * as bench from "./commands/bench.js";
 import * as conformance from "./commands/conformance.js";
+import * as conversion from "./commands/convert.js";
 import * as evaluation from "./commands/eval.js";
 import * as generation from "./commands/generate.js";
 import * as oracle from "./commands/oracle.js";
@@ -20,9 +22,10 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number | void>> = {
   trace: oracle.trace,
   compare: oracle.compare,
   conformance: oracle.conformance,
+  convert: conversion.convert,
 };
-const HELP = { ...generation.HELP, ...conformance.HELP, ...evaluation.HELP, ...bench.HELP, ...oracle.HELP };
-const USAGE = `usage: openelm <command> [options]     (openelm <command> --help for its options)
+const HELP = { ...generation.HELP, ...conformance.HELP, ...evaluation.HELP, ...bench.HELP, ...oracle.HELP, ...conversion.HELP };
+const USAGE = `usage: openelm <command> [options]     (openelm <command> --help for its options; openelm --version)
 
 ${Object.values(HELP).join("\n\n")}
 
@@ -30,6 +33,11 @@ ${MODEL_HELP}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === "--version" || command === "-v") {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+    console.log(`openelm ${pkg.version}`);
+    return 0;
+  }
   if (command === undefined || command === "--help" || command === "-h" || command === "help") {
     console.log(USAGE);
     return command === undefined ? 2 : 0;

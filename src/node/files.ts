@@ -1,33 +1,45 @@
-// ModelFiles over a folder on disk (Node only).
-import { open, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
-import type { ByteSource, ModelFiles } from "../files.js";
+// ModelFiles over a folder on disk (Node only). Every name must resolve inside the folder: links are
+// followed and their targets checked, so a Hugging Face cache snapshot (links into ../../blobs/) loads,
+// and an index naming ../../etc/passwd, or a link to it, does not.
+import { open, realpath, stat } from "node:fs/promises";
+import { basename, dirname, join, sep } from "node:path";
+import { unsafeName, type ByteSource, type ModelFiles } from "../files.js";
 
 export class FolderError extends Error {
   override name = "FolderError";
+}
+
+/** Folders a model folder's files may lead into: itself, and in the Hugging Face cache layout its blobs. */
+async function allowedRoots(dir: string): Promise<string[]> {
+  const real = await realpath(dir);
+  if (basename(dirname(real)) !== "snapshots") return [real];
+  const blobs = await realpath(join(real, "..", "..", "blobs")).catch(() => undefined);
+  return blobs ? [real, blobs] : [real];
 }
 
 export async function folderFiles(dir: string): Promise<ModelFiles> {
   const s = await stat(dir).catch(() => undefined);
   if (!s) throw new FolderError(`model folder ${dir} does not exist`);
   if (!s.isDirectory()) throw new FolderError(`${dir} is not a folder (--model takes a Hugging Face model folder)`);
-  const exists = (p: string) => stat(p).then((st) => st.isFile(), () => false);
+  const roots = await allowedRoots(dir);
+  const inside = (p: string) => roots.some((r) => p === r || p.startsWith(r.endsWith(sep) ? r : r + sep));
   return {
     location: dir,
-    async text(name) {
-      const p = join(dir, name);
-      return (await exists(p)) ? readFile(p, "utf8") : undefined;
-    },
     async open(name): Promise<ByteSource | undefined> {
-      const p = join(dir, name);
-      return (await exists(p)) ? fileSource(p, name) : undefined;
+      const why = unsafeName(name);
+      if (why) throw new FolderError(`${JSON.stringify(name)} ${why}: files are named relative to the model folder ${dir}`);
+      const target = await realpath(join(dir, name)).catch(() => undefined);
+      if (target === undefined) return undefined;
+      if (!inside(target)) throw new FolderError(`${name} in ${dir} leads to ${target}, outside the model folder`);
+      const st = await stat(target);
+      return st.isFile() ? fileSource(target, name, st.size) : undefined;
     },
   };
 }
 
 /** A ByteSource over one file on disk, named `name` in messages. */
-export async function fileSource(path: string, name = path): Promise<ByteSource> {
-  const size = (await stat(path)).size;
+export async function fileSource(path: string, name = path, size?: number): Promise<ByteSource> {
+  size ??= (await stat(path)).size;
   return {
     name,
     size,

@@ -1,13 +1,23 @@
 // The Node adapter: read a model folder from disk with the compiled kernels, worker threads and the
 // bundled tokenizer.
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
+import { basename } from "node:path";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { createKernels, loadModel, loadTokenizer, type KernelOptions, type ModelOptions } from "../load.js";
+import { MAX_THREADS, createKernels, loadGGUFModel, loadGGUFTokenizer, loadModel, loadTokenizer, readConfig, type KernelOptions, type ModelOptions } from "../load.js";
+import { readGGUF, type GGUFFile } from "../formats/gguf.js";
+import { chatTemplateFromGGUF, configFromGGUF, tensorsFromGGUF } from "../formats/gguf-model.js";
+import { tokenizerFromGGUF } from "../formats/gguf-tokenizer.js";
+import { parseJsonObject } from "../formats/json.js";
+import { readCheckpoint, type TensorEntry } from "../formats/safetensors.js";
+import type { OpenELMConfig } from "../config.js";
+import { readText } from "../files.js";
+import { OPENELM_INSTRUCT_TEMPLATE } from "../generation/chat.js";
+import { expectedTensors } from "../weights.js";
 import type { OpenELM } from "../model.js";
 import type { Tokenizer } from "../tokenizer.js";
 import type { KernelBuild } from "../kernels/wasm.js";
-import { folderFiles } from "./files.js";
+import { fileSource, folderFiles } from "./files.js";
 import { configureV8 } from "./v8-flags.js";
 
 export { folderFiles } from "./files.js";
@@ -33,7 +43,7 @@ function spawnWorker() {
 
 /** Node defaults: every core, kernels read from dist/, workers from dist/node/worker.js. */
 export const nodeKernelOptions = (opts: KernelOptions = {}): KernelOptions => ({
-  threads: availableParallelism(),
+  threads: Math.min(availableParallelism(), MAX_THREADS),
   wasm: kernelBuild,
   spawnWorker,
   ...opts,
@@ -41,10 +51,38 @@ export const nodeKernelOptions = (opts: KernelOptions = {}): KernelOptions => ({
 
 export const createNodeKernels = (opts: KernelOptions = {}, memories = 1) => createKernels(nodeKernelOptions(opts), memories);
 
-export async function loadModelFromFolder(dir: string, opts: ModelOptions = {}): Promise<OpenELM> {
-  return loadModel(await folderFiles(dir), { ...nodeKernelOptions(), ...opts });
+/** The parsed header of a GGUF file at `path`, or undefined when `path` is a folder (read once per path). */
+const headers = new Map<string, Promise<GGUFFile>>();
+async function ggufAt(path: string): Promise<GGUFFile | undefined> {
+  if (!(await stat(path).then((s) => s.isFile(), () => false))) return undefined;
+  if (!headers.has(path)) headers.set(path, fileSource(path, basename(path)).then(readGGUF));
+  return headers.get(path)!;
 }
 
-export async function loadTokenizerFromFolder(dir: string): Promise<Tokenizer> {
-  return loadTokenizer(await folderFiles(dir), bundledTokenizer);
+/** The config, tensors, tokenizer.json and chat template of a folder or a .gguf file, without loading anything (for conversion). */
+export async function readCheckpointAt(path: string): Promise<{ config: OpenELMConfig; tensors: Map<string, TensorEntry>; tokenizer: Record<string, unknown>; chatTemplate: string }> {
+  const gguf = await ggufAt(path);
+  if (gguf) {
+    const config = configFromGGUF(gguf);
+    return { config, tensors: tensorsFromGGUF(gguf, expectedTensors(config).keys()), tokenizer: tokenizerFromGGUF(gguf.metadata, gguf.source.name) as Record<string, unknown>,
+      chatTemplate: chatTemplateFromGGUF(gguf.metadata) ?? OPENELM_INSTRUCT_TEMPLATE };
+  }
+  const files = await folderFiles(path), own = await readText(files, "tokenizer.json");
+  return {
+    config: await readConfig(files), tensors: await readCheckpoint(files),
+    tokenizer: own === undefined ? (await bundledTokenizer()) as Record<string, unknown> : parseJsonObject(own, `${path}/tokenizer.json`),
+    chatTemplate: (await loadTokenizer(files, bundledTokenizer)).chatTemplate ?? OPENELM_INSTRUCT_TEMPLATE,
+  };
+}
+
+/** A model from a Hugging Face folder or a .gguf file. */
+export async function loadModelFromFolder(path: string, opts: ModelOptions = {}): Promise<OpenELM> {
+  const options = { ...nodeKernelOptions(), ...opts }, gguf = await ggufAt(path);
+  return gguf ? loadGGUFModel(gguf, options) : loadModel(await folderFiles(path), options);
+}
+
+/** The tokenizer of a Hugging Face folder (its own, or the bundled Llama-2 one) or of a .gguf file. */
+export async function loadTokenizerFromFolder(path: string): Promise<Tokenizer> {
+  const gguf = await ggufAt(path);
+  return gguf ? loadGGUFTokenizer(gguf) : loadTokenizer(await folderFiles(path), bundledTokenizer);
 }

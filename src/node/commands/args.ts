@@ -2,7 +2,9 @@
 // progress bar, and the sampling options every generating command takes.
 import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { MAX } from "../../config.js";
 import { DTYPES, type DType } from "../../dtype.js";
+import { MAX_THREADS } from "../../load.js";
 import type { GenerateOptions } from "../../generation/stream.js";
 import type { OpenELM } from "../../model.js";
 import { loadModelFromFolder } from "../index.js";
@@ -13,23 +15,24 @@ export class UsageError extends Error {}
 export const DEMO_MODEL = fileURLToPath(new URL("../../../ref/oracle/elm-tiny-32k", import.meta.url));
 
 export const modelOptions = {
-  model: { type: "string" },
+  model: { type: "string", short: "m" },
   dtype: { type: "string" },
   kernels: { type: "string", default: "wasm" },
   context: { type: "string" },
-  threads: { type: "string" },
+  threads: { type: "string", short: "t" },
   help: { type: "boolean", short: "h" },
 } as const;
 
 export const MODEL_HELP = `Model options:
-  --model DIR       Hugging Face OpenELM folder (config.json + safetensors); default: the bundled demo model
+  -m, --model DIR   Hugging Face OpenELM folder (config.json + safetensors); default: the bundled demo model
   --dtype T         keep weight matrices as f32, f16 or bf16 in memory (default: as stored)
   --kernels K       wasm (SIMD, default) or typescript (the readable reference kernels)
-  --context N       cap the context (KV cache) below max_context_length
-  --threads N       threads for the SIMD kernels (default: all cores)`;
+  --context N       cap a sequence at N positions (default: no cap; past max_context_length the model
+                    goes on as Apple's code does, with a warning, and the KV cache grows as needed)
+  -t, --threads N   threads for the SIMD kernels, 1 to ${MAX_THREADS} (default: all cores)`;
 
 export const samplingOptions = {
-  "max-new-tokens": { type: "string" },
+  "max-new-tokens": { type: "string", short: "n" },
   temperature: { type: "string" },
   "top-k": { type: "string" },
   "top-p": { type: "string" },
@@ -44,74 +47,98 @@ export const samplingOptions = {
 } as const;
 
 export const SAMPLING_HELP = `Sampling options:
-  --max-new-tokens N        stop after N new tokens (default 64)
+  -n, --max-new-tokens N    stop after N new tokens (default 64)
   --temperature T           0 (default) is greedy; above 0 samples from softmax(logits / T)
   --top-k K, --top-p P, --min-p P    restrict sampling to the K most likely tokens, the nucleus of mass P,
                             tokens at least P times as likely as the best
   --repetition-penalty R    Hugging Face semantics over the context (the OpenELM card suggests 1.2)
   --frequency-penalty F, --presence-penalty P    subtract F per occurrence / P once, for generated tokens
+                            (-2 to 2, as in the OpenAI API)
   --logit-bias ID:B,...     add B to the logit of token ID (-inf bans it)
-  --seed S                  random seed (default 0): same seed, same text
+  --seed S                  random seed, 0 to 4294967295 (default 0): same seed, same text
   --stop TEXT               stop before TEXT (repeatable)
   --ignore-eos              keep going after the end-of-sequence token`;
 
 export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(args: string[], options: T) {
+  const all = { ...modelOptions, ...options };
+  // "--frequency-penalty -1": a negative number right after an option that takes a value is that value
+  const takesValue = (a: string) => a.startsWith("--") && !a.includes("=") && (all as Record<string, { type: string }>)[a.slice(2)]?.type === "string";
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++)
+    joined.push(takesValue(args[i]!) && /^-(\d|\.\d|inf)/i.test(args[i + 1] ?? "") ? `${args[i]}=${args[++i]}` : args[i]!);
   try {
-    return parseArgs({ args, options: { ...modelOptions, ...options }, allowPositionals: false, strict: true }).values;
+    return parseArgs({ args: joined, options: all, allowPositionals: false, strict: true }).values;
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw new UsageError((e as Error).message.split("\n")[0]!);
   }
 }
 
-export function parseInteger(name: string, s: string | undefined, fallback?: number): number | undefined {
-  if (s === undefined) return fallback;
-  if (!/^\d+$/.test(s)) throw new UsageError(`--${name}: "${s}" is not a non-negative integer`);
-  return Number(s);
-}
-
-export function parseNumber(name: string, s: string | undefined, fallback?: number): number | undefined {
+/** An integer option from `min` to `max` (default: any non-negative safe integer). */
+export function parseInteger(name: string, s: string | undefined, fallback?: number, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (s === undefined) return fallback;
   const v = Number(s);
-  if (s.trim() === "" || !Number.isFinite(v) || v < 0) throw new UsageError(`--${name}: "${s}" is not a non-negative number`);
+  if (!/^\+?\d+$/.test(s.trim()) || !Number.isSafeInteger(v) || v < min || v > max)
+    throw new UsageError(`--${name}: ${JSON.stringify(s)} is not an integer ${max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max.toLocaleString("en-US")}`}`);
+  return v;
+}
+
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/** A finite number option in [min, max] (`open`: min itself excluded). */
+export function parseNumber(name: string, s: string | undefined, fallback?: number, min = 0, max = Infinity, open = false): number | undefined {
+  if (s === undefined) return fallback;
+  const v = Number(s);
+  if (!DECIMAL.test(s.trim()) || !Number.isFinite(v) || v < min || (open && v === min) || v > max) {
+    const range = max === Infinity ? `${open ? "above" : "at least"} ${min}` : `in ${open ? "(" : "["}${min}, ${max}]`;
+    throw new UsageError(`--${name}: ${JSON.stringify(s)} is not a number ${range}`);
+  }
   return v;
 }
 
 export function parseIds(s: string | undefined): number[] {
   if (s === undefined) throw new UsageError("--ids is required (comma-separated token ids, e.g. --ids 1,5,9)");
   const ids = s.split(",").map((t) => t.trim());
-  for (const t of ids) if (!/^\d+$/.test(t)) throw new UsageError(`--ids: "${t}" is not a token id (comma-separated non-negative integers)`);
+  for (const t of ids) if (!/^\d+$/.test(t) || !Number.isSafeInteger(Number(t))) throw new UsageError(`--ids: "${t}" is not a token id (comma-separated non-negative integers)`);
   return ids.map(Number);
 }
 
 type SamplingValues = { [K in keyof typeof samplingOptions]?: (typeof samplingOptions)[K] extends { multiple: true } ? string[] : (typeof samplingOptions)[K] extends { type: "boolean" } ? boolean : string };
 
-export function parseSampling(v: SamplingValues): GenerateOptions & { maxNewTokens: number } {
+/** `--logit-bias 13:-inf,450:2.5`: integer ids (checked against the vocabulary once the model is loaded), finite biases or ±inf. */
+function parseLogitBias(s: string | undefined): Record<number, number> {
   const bias: Record<number, number> = {};
-  for (const pair of v["logit-bias"]?.split(",") ?? []) {
-    const m = /^\s*(\d+)\s*:\s*(-?(?:inf|[\d.e+-]+))\s*$/i.exec(pair);
-    if (!m) throw new UsageError(`--logit-bias: "${pair}" is not ID:BIAS (e.g. 13:-inf,450:2.5)`);
-    bias[Number(m[1])] = /inf/i.test(m[2]!) ? (m[2]!.startsWith("-") ? -Infinity : Infinity) : Number(m[2]);
+  for (const pair of s?.split(",") ?? []) {
+    const m = /^\s*(\d+)\s*:\s*(\S+)\s*$/.exec(pair);
+    const value = m && (/^[+-]?inf(inity)?$/i.test(m[2]!) ? (m[2]!.startsWith("-") ? -Infinity : Infinity) : DECIMAL.test(m[2]!) ? Number(m[2]) : NaN);
+    if (!m || !Number.isSafeInteger(Number(m[1])) || Number.isNaN(value))
+      throw new UsageError(`--logit-bias: ${JSON.stringify(pair)} is not ID:BIAS with an integer id and a number or ±inf (e.g. 13:-inf,450:2.5)`);
+    bias[Number(m[1])] = value!;
   }
-  const topP = parseNumber("top-p", v["top-p"]);
-  if (topP !== undefined && (topP <= 0 || topP > 1)) throw new UsageError(`--top-p: ${topP} is not in (0, 1]`);
-  const minP = parseNumber("min-p", v["min-p"]);
-  if (minP !== undefined && minP > 1) throw new UsageError(`--min-p: ${minP} is not in [0, 1]`);
-  const rep = parseNumber("repetition-penalty", v["repetition-penalty"]);
-  if (rep === 0) throw new UsageError("--repetition-penalty: must be above 0");
+  return bias;
+}
+
+export function parseSampling(v: SamplingValues): GenerateOptions & { maxNewTokens: number } {
+  for (const stop of v.stop ?? []) if (stop === "") throw new UsageError("--stop: an empty stop string would stop before the first token");
   return {
     maxNewTokens: parseInteger("max-new-tokens", v["max-new-tokens"], 64)!,
     temperature: parseNumber("temperature", v.temperature, 0),
     topK: parseInteger("top-k", v["top-k"]),
-    topP,
-    minP,
-    repetitionPenalty: rep,
-    frequencyPenalty: parseNumber("frequency-penalty", v["frequency-penalty"]),
-    presencePenalty: parseNumber("presence-penalty", v["presence-penalty"]),
-    logitBias: bias,
-    seed: parseInteger("seed", v.seed, 0),
+    topP: parseNumber("top-p", v["top-p"], undefined, 0, 1, true),
+    minP: parseNumber("min-p", v["min-p"], undefined, 0, 1),
+    repetitionPenalty: parseNumber("repetition-penalty", v["repetition-penalty"], undefined, 0, Infinity, true),
+    frequencyPenalty: parseNumber("frequency-penalty", v["frequency-penalty"], undefined, -2, 2),
+    presencePenalty: parseNumber("presence-penalty", v["presence-penalty"], undefined, -2, 2),
+    logitBias: parseLogitBias(v["logit-bias"]),
+    seed: parseInteger("seed", v.seed, 0, 0, 2 ** 32 - 1),
     stop: v.stop,
     ignoreEos: v["ignore-eos"] ?? false,
   };
+}
+
+/** Token ids of a --logit-bias must be in the model's vocabulary. */
+export function checkLogitBias(bias: Record<number, number> | undefined, vocabSize: number): void {
+  const bad = Object.keys(bias ?? {}).map(Number).find((id) => id >= vocabSize);
+  if (bad !== undefined) throw new UsageError(`--logit-bias: token id ${bad} is not in the model's vocabulary (0 to ${vocabSize - 1})`);
 }
 
 /**
@@ -132,11 +159,11 @@ export function progressBar(label: string, unit: (n: number) => string = String)
 export async function loadModel(v: { model?: string; dtype?: string; kernels?: string; context?: string; threads?: string }, label = "loading"): Promise<OpenELM> {
   if (v.dtype !== undefined && !DTYPES.includes(v.dtype as DType)) throw new UsageError(`--dtype: "${v.dtype}" is not one of ${DTYPES.join(", ")}`);
   if (v.kernels !== "wasm" && v.kernels !== "typescript") throw new UsageError(`--kernels: "${v.kernels}" is not wasm or typescript`);
-  const threads = parseInteger("threads", v.threads);
+  const threads = parseInteger("threads", v.threads, undefined, 1, MAX_THREADS);
   return loadModelFromFolder(v.model ?? DEMO_MODEL, {
     dtype: v.dtype as DType | undefined,
     kernels: v.kernels,
-    contextLength: parseInteger("context", v.context),
+    contextLength: parseInteger("context", v.context, undefined, 1, MAX.context),
     ...(threads !== undefined ? { threads } : {}),
     onProgress: progressBar(label, (b) => `${(b / 2 ** 20).toFixed(0)} MiB`),
   });

@@ -1,9 +1,11 @@
 // `openelm bench`: one configuration of a random-weight model of a released shape, for outside comparisons.
-import { readFile } from "node:fs/promises";
+import { readText } from "../../files.js";
+import { parseJsonObject } from "../../formats/json.js";
+import { fileSource } from "../files.js";
 import { KernelProfile, measureBandwidth, measureSpeed, weightBytesPerToken } from "../../bench.js";
-import { PRESETS, parameterCount, parseConfig } from "../../config.js";
+import { MAX, PRESETS, parameterCount, parseConfig } from "../../config.js";
 import { DTYPES, type DType } from "../../dtype.js";
-import { planModel } from "../../load.js";
+import { MAX_THREADS, planModel } from "../../load.js";
 import { OpenELM as Model } from "../../model.js";
 import { randomWeights } from "../../synthetic.js";
 import { createNodeKernels } from "../index.js";
@@ -27,15 +29,16 @@ export async function bench(args: string[]) {
   });
   if (v.help) return console.log(HELP.bench + "\n\n" + MODEL_HELP);
   if (!v.shape) throw new UsageError(`--shape is required: ${Object.keys(PRESETS).join(", ")} or a config.json`);
-  const raw = PRESETS[v.shape] ?? JSON.parse(await readFile(v.shape, "utf8").catch(() => {
+  const file = PRESETS[v.shape] ? undefined : await fileSource(v.shape).catch(() => {
     throw new UsageError(`--shape: "${v.shape}" is neither a preset (${Object.keys(PRESETS).join(", ")}) nor a readable config.json`);
-  }));
+  });
+  const raw = PRESETS[v.shape] ?? parseJsonObject((await readText({ location: ".", open: async () => file }, "config.json"))!, v.shape);
   const config = parseConfig(raw);
   const dtype = (v.dtype ?? "bf16") as DType;
   if (!DTYPES.includes(dtype)) throw new UsageError(`--dtype: "${v.dtype}" is not one of ${DTYPES.join(", ")}`);
-  const prefill = parseInteger("prefill", v.prefill, 128)!, decodeSteps = parseInteger("decode", v.decode, 64)!;
-  const context = parseInteger("context", v.context);
-  const threads = parseInteger("threads", v.threads);
+  const prefill = parseInteger("prefill", v.prefill, 128, 1, MAX.context)!, decodeSteps = parseInteger("decode", v.decode, 64, 1, MAX.context)!;
+  const context = parseInteger("context", v.context, undefined, 1, MAX.context);
+  const threads = parseInteger("threads", v.threads, undefined, 1, MAX_THREADS);
   const contextLength = Math.min(config.maxContextLength, Math.max(prefill, context ?? 0) + decodeSteps);
   const plan = planModel(config, () => dtype, contextLength);
   const { arena, kernels } = await createNodeKernels({

@@ -1,7 +1,7 @@
 // The conformance commands other ports are held against (keep their forms stable), and `info`.
 import { writeFile } from "node:fs/promises";
 import { parameterCount } from "../../config.js";
-import { encodeNpy } from "../../npy.js";
+import { encodeNpy } from "../../formats/npy.js";
 import { DEMO_MODEL, MODEL_HELP, UsageError, loadModel, parse, parseIds } from "./args.js";
 
 export const HELP = {

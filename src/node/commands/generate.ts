@@ -4,10 +4,10 @@ import type { GenerateChunk, GenerateOptions } from "../../generation/stream.js"
 import { TextGenerator } from "../../generation/stream.js";
 import { renderChat } from "../../generation/chat.js";
 import { loadTokenizerFromFolder } from "../index.js";
-import { DEMO_MODEL, MODEL_HELP, SAMPLING_HELP, UsageError, loadModel, parse, parseIds, parseInteger, parseSampling, samplingOptions } from "./args.js";
+import { DEMO_MODEL, MODEL_HELP, SAMPLING_HELP, UsageError, checkLogitBias, loadModel, parse, parseIds, parseInteger, parseSampling, samplingOptions } from "./args.js";
 
 export const HELP = {
-  generate: `openelm generate [--model DIR] (--prompt TEXT | --ids 1,5,9) [sampling options] [--chat] [--system TEXT]
+  generate: `openelm generate [-m DIR] (-p TEXT | --ids 1,5,9) [sampling options] [--chat] [--system TEXT]
                  [--prompt-lookup N] [--draft-model DIR] [--draft-tokens N] [--json]
   Generate with the KV cache, streaming text for --prompt (then speed on stderr). --chat wraps the prompt
   in the model's chat template (OpenELM-Instruct's by default). --prompt-lookup N guesses N tokens from
@@ -16,13 +16,14 @@ export const HELP = {
   {"ids": [...new ids...], "text", "finish_reason", "timings", "speculation"}.`,
   chat: `openelm chat [--model DIR] [--system TEXT] [sampling options]
   Talk to an OpenELM-Instruct model in its chat template; the conversation keeps its KV cache between
-  turns. Type a message and Enter; /reset forgets the history, /exit or Ctrl-D leaves, Ctrl-C stops a reply.`,
+  turns, and when it outgrows the context (--context, or max_context_length) its oldest turns are dropped
+  with a notice. Type a message and Enter; /help lists the commands (/reset, /exit), Ctrl-C stops a reply.`,
 };
 
 const generateOptions = {
   ...samplingOptions,
   ids: { type: "string" },
-  prompt: { type: "string" },
+  prompt: { type: "string", short: "p" },
   chat: { type: "boolean" },
   system: { type: "string" },
   "prompt-lookup": { type: "string" },
@@ -40,10 +41,11 @@ export async function generate(args: string[]) {
   if (v["prompt-lookup"] !== undefined && v["draft-model"] !== undefined) throw new UsageError("--prompt-lookup and --draft-model are alternatives; give one");
   const opts: GenerateOptions = {
     ...parseSampling(v),
-    promptLookup: parseInteger("prompt-lookup", v["prompt-lookup"]),
-    draftTokens: parseInteger("draft-tokens", v["draft-tokens"]),
+    promptLookup: parseInteger("prompt-lookup", v["prompt-lookup"], undefined, 1, 256),
+    draftTokens: parseInteger("draft-tokens", v["draft-tokens"], undefined, 1, 256),
   };
   const model = await loadModel(v);
+  checkLogitBias(opts.logitBias, model.config.vocabSize);
   // the draft model runs on this thread only: it is small, and its calls alternate with the model's
   if (v["draft-model"]) opts.draft = await loadModel({ ...v, model: v["draft-model"], threads: "1" }, "loading draft");
   const tokenizer = await loadTokenizerFromFolder(v.model ?? DEMO_MODEL);
@@ -79,43 +81,69 @@ export async function generate(args: string[]) {
   );
 }
 
+const CHAT_COMMANDS = `/help   this list
+/reset  forget the conversation (the system prompt stays)
+/exit   leave (also /quit, Ctrl-D); Ctrl-C stops a reply`;
+
 export async function chat(args: string[]) {
   const v = parse(args, { ...samplingOptions, system: { type: "string" } });
   if (v.help) return console.log(`${HELP.chat}\n\n${SAMPLING_HELP}\n\n${MODEL_HELP}`);
   const opts = { ...parseSampling(v), maxNewTokens: parseInteger("max-new-tokens", v["max-new-tokens"], 256)! };
   const model = await loadModel(v);
+  checkLogitBias(opts.logitBias, model.config.vocabSize);
   const generator = new TextGenerator(model, await loadTokenizerFromFolder(v.model ?? DEMO_MODEL));
-  let conversation = generator.conversation({ system: v.system });
+  // whatever goes to the terminal starts on a line of its own, never after "openelm> " or typed text
+  let midLine = false;
+  const say = (text: string) => {
+    process.stdout.write(`${midLine ? "\n" : ""}${text}\n`);
+    midLine = false;
+  };
+  model.onWarning = (m) => say(`(${m})`);
+  const onDrop = (dropped: unknown[]) => say(`(the conversation outgrew the context of ${conversation.contextLength} tokens: its oldest ${dropped.length} messages were dropped)`);
+  const conversation = generator.conversation({ system: v.system, onDrop });
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
   let replying: AbortController | undefined;
   rl.on("SIGINT", () => (replying ? replying.abort() : rl.close()));
-  console.log(`openelm chat: ${v.model ?? "the bundled demo model (random weights)"}; /reset, /exit`);
+  say(`openelm chat: ${v.model ?? "the bundled demo model (random weights)"}; /help for commands`);
+  // a prompt only for a person at a terminal; piped input gets the replies alone
+  const prompt = () => process.stdin.isTTY && rl.prompt();
   rl.setPrompt("you> ");
-  rl.prompt();
+  prompt();
   // lines typed (or piped) while a reply streams wait in the iterator's queue
   for await (const line of rl) {
     const text = line.trim();
-    if (text === "/exit") break;
-    if (text === "/reset") {
-      conversation.close();
-      conversation = generator.conversation({ system: v.system });
-      console.log("(history cleared)");
+    if (/^\/\w+$/.test(text)) {
+      // commands are handled here and never sent to the model
+      if (text === "/exit" || text === "/quit") break;
+      if (text === "/reset") {
+        conversation.reset();
+        say("(history cleared)");
+      } else say(text === "/help" ? CHAT_COMMANDS : `(unknown command ${text}; /help lists them)`);
+      prompt();
+      continue;
     }
-    if (!text || text === "/reset") {
-      rl.prompt();
+    if (!text) {
+      prompt();
       continue;
     }
     replying = new AbortController();
-    process.stdout.write("openelm> ");
-    let last: GenerateChunk | undefined;
-    for await (const chunk of conversation.send(text, { ...opts, signal: replying.signal })) {
-      process.stdout.write(chunk.text);
-      last = chunk;
+    try {
+      process.stdout.write("openelm> ");
+      midLine = true;
+      let last: GenerateChunk | undefined;
+      for await (const chunk of conversation.send(text, { ...opts, signal: replying.signal })) {
+        process.stdout.write(chunk.text);
+        last = chunk;
+      }
+      const t = last?.timings;
+      say(`(${t?.newTokens ?? 0} tokens, ${f(t?.decodeTokensPerSecond)} tok/s${last?.finishReason === "abort" ? ", stopped" : last?.finishReason === "context" ? ", the context is full" : ""})`);
+    } catch (e) {
+      say(`openelm: error: ${(e as Error).message}`);
+    } finally {
+      replying = undefined;
     }
-    replying = undefined;
-    const t = last?.timings;
-    process.stdout.write(`\n(${t?.newTokens ?? 0} tokens, ${f(t?.decodeTokensPerSecond)} tok/s${last?.finishReason === "abort" ? ", stopped" : ""})\n`);
-    rl.prompt();
+    prompt();
   }
   rl.close();
+  conversation.close();
 }

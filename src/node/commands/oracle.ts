@@ -3,7 +3,9 @@
 import { cp, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { compareTraces, encodeTrace, readTrace, TraceMismatch, type Trace } from "../../trace.js";
+import picomatch from "picomatch";
+import { compareTraceFiles, encodeTrace } from "../../trace.js";
+import type { ByteSource } from "../../files.js";
 import { trace as traceModel } from "../../trace.js";
 import { fileSource } from "../files.js";
 import { MODEL_HELP, UsageError, loadModel, parse, parseIds, parseNumber } from "./args.js";
@@ -25,13 +27,29 @@ export const HELP = {
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
+/** The tap names a --taps PATTERN selects: comma-separated globs, matched by picomatch (no extglobs, so in linear time). */
+export function tapFilter(pattern: string | undefined): (name: string) => boolean {
+  if (pattern === undefined) return () => true;
+  // commas separate globs, except inside braces ("layers.{1,2}.q")
+  let depth = 0;
+  const globs = [""];
+  for (const ch of pattern) {
+    depth += ch === "{" ? 1 : ch === "}" && depth > 0 ? -1 : 0;
+    if (ch === "," && depth === 0) globs.push("");
+    else globs[globs.length - 1] += ch;
+  }
+  globs.forEach((g, i) => (globs[i] = g.trim()));
+  if (pattern.length > 1000 || globs.some((g) => g === "")) throw new UsageError(`--taps: ${JSON.stringify(pattern.slice(0, 60))} is not a list of globs (comma-separated, at most 1000 characters)`);
+  return picomatch(globs, { noextglob: true });
+}
+
 export async function trace(args: string[]) {
   const v = parse(args, { ids: { type: "string" }, out: { type: "string" }, taps: { type: "string" } });
   if (v.help) return console.log(`${HELP.trace}\n\n${MODEL_HELP}`);
   const ids = parseIds(v.ids);
   if (!v.out) throw new UsageError("--out FILE.safetensors is required");
   const model = await loadModel(v);
-  const taps = traceModel(model, ids, v.taps);
+  const taps = traceModel(model, ids, tapFilter(v.taps));
   if (Object.keys(taps).length === 0) throw new UsageError(`--taps: "${v.taps}" matches no tap`);
   await writeFile(v.out, encodeTrace(taps, { ids: ids.join(","), producer: "openelm trace" }));
 }
@@ -43,11 +61,11 @@ class CompareError extends Error {
   }
 }
 
-async function load(path: string): Promise<Trace> {
+async function open(path: string): Promise<ByteSource> {
   try {
-    return await readTrace(await fileSource(path));
+    return await fileSource(path);
   } catch (e) {
-    throw new CompareError(`cannot read ${path}: ${(e as Error).message}`, 2);
+    throw new CompareError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`, 2);
   }
 }
 
@@ -61,13 +79,12 @@ export async function compare(args: string[]): Promise<number | void> {
   if (v.help) return console.log(HELP.compare);
   const files = args.filter((a) => a.endsWith(".safetensors"));
   if (files.length !== 2) throw new CompareError("give two .safetensors traces: openelm compare A.safetensors B.safetensors", 2);
-  const rtol = parseNumber("rtol", v.rtol, 1e-4)!;
-  const [a, b] = [await load(files[0]!), await load(files[1]!)];
+  const rtol = parseNumber("rtol", v.rtol, 1e-4, 0, Infinity, true)!;
   let result;
   try {
-    result = compareTraces(a, b, rtol);
+    result = await compareTraceFiles(await open(files[0]!), await open(files[1]!), rtol);
   } catch (e) {
-    throw new CompareError((e as TraceMismatch).message, 2);
+    throw e instanceof CompareError ? e : new CompareError((e as Error).message, 2);
   }
   console.log(`tap                         shape             max abs err     rel err    cosine`);
   for (const r of result.rows)
@@ -84,7 +101,7 @@ export async function conformance(args: string[]) {
   const v = parse(args, { out: { type: "string" } });
   if (v.help) return console.log(HELP.conformance);
   if (!v.out) throw new UsageError("--out DIR is required");
-  const oracle = join(ROOT, "ref/oracle"), traces = join(ROOT, "ref/traces");
+  const oracle = join(ROOT, "ref/oracle"), traces = join(ROOT, "ref/traces"), past = join(ROOT, "ref/past-context");
   const models = (await readdir(oracle, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort();
   const index = [];
   for (const name of models) {
@@ -92,8 +109,10 @@ export async function conformance(args: string[]) {
     await mkdir(dir, { recursive: true });
     await cp(join(oracle, name), dir, { recursive: true });
     await cp(join(traces, name), dir, { recursive: true });
+    await cp(join(past, `${name}.json`), join(dir, "past-context.json"));
+    await cp(join(past, `${name}-logits.npy`), join(dir, `${name}-logits.npy`));
     const cases = JSON.parse(await readFile(join(oracle, name, "cases.json"), "utf8")).cases as { ids: number[] }[];
-    index.push({ model: name, cases: cases.map((c, k) => ({ ids: c.ids, logits: `logits-${k}.npy`, trace: `trace-${k}.safetensors` })) });
+    index.push({ model: name, cases: cases.map((c, k) => ({ ids: c.ids, logits: `logits-${k}.npy`, trace: `trace-${k}.safetensors` })), past_context: "past-context.json" });
   }
   await writeFile(join(v.out, "index.json"), JSON.stringify({ models: index }, null, 1));
   await writeFile(join(v.out, "README.md"), await readFile(join(ROOT, "ref/conformance-README.md"), "utf8"));

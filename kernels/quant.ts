@@ -1,0 +1,352 @@
+// Matrix products with weights in ggml's quantized blocks (src/formats/blocks.ts describes the layouts).
+// As llama.cpp does, the activations are quantized too, to int8 in blocks of 32 with an f32 scale, so the
+// inner loop is an integer dot product of weight and activation bytes and each block adds one scaled sum.
+// Weights whose quants are unsigned and below 128 (Q4_0, Q4_K, Q5_K, Q6_K) use relaxed SIMD's
+// i8×i7 dot product where the host has it; their offset (q − 8, q − 32, a block's min) is applied once per
+// block through the activations' block sums. Q8_0's signed quants use widening multiplies.
+import { madd, hsum } from "./simd";
+
+// Storage type codes after F32, F16, BF16 (src/dtype.ts DTYPE_CODE).
+export const Q8_0: i32 = 3;
+export const Q4_0: i32 = 4;
+export const Q4_K: i32 = 5;
+export const Q6_K: i32 = 6;
+export const Q5_K: i32 = 7;
+
+/** Bytes of one quantized activation row of k values: int8 q[k], f32 d[k/32], f32 d·Σq per 16 values [k/16]. */
+// @ts-ignore: decorator
+@inline export function qRowBytes(k: i32): usize {
+  return <usize>k + <usize>(k >> 5) * 4 + <usize>(k >> 4) * 4;
+}
+
+/** An f16 at p as f32 (finite values: files with f16 infinities are refused when loaded). */
+// @ts-ignore: decorator
+@inline function half(p: usize): f32 {
+  const h = <u32>load<u16>(p);
+  return reinterpret<f32>(((h & 0x7fff) << 13) | ((h & 0x8000) << 16)) * 5.192296858534828e33; // 2^112
+}
+
+/** x rounded to the nearest f16 value (x ≥ 0 and finite): llama.cpp keeps activation scales as f16. */
+// @ts-ignore: decorator
+@inline function roundToHalf(x: f32): f32 {
+  if (x < 6.103515625e-5) return nearest<f32>(x * 16777216) / 16777216; // subnormal f16: multiples of 2^-24
+  const b = reinterpret<u32>(x);
+  return reinterpret<f32>((b + 0xfff + ((b >> 13) & 1)) & ~0x1fff); // 10 mantissa bits, ties to even
+}
+
+/** Store 16 activations at p times `scale`, rounded half to even, as int8 at q; returns their sum. */
+// @ts-ignore: decorator
+@inline function quantize16(q: usize, p: usize, scale: v128): i32 {
+  const v0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p), scale)));
+  const v1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 16), scale)));
+  const v2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 32), scale)));
+  const v3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 48), scale)));
+  const i8 = i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(v0, v1), i16x8.narrow_i32x4_s(v2, v3));
+  v128.store(q, i8x16.min_s(i8, i8x16.splat(127))); // -127·x / max can round to 128 only at +127 (q8_K's MIN)
+  const s = i32x4.add(i32x4.add(v0, v1), i32x4.add(v2, v3));
+  return min(i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3), 0x7fffffff);
+}
+
+/** max |x| over n floats at p (n a multiple of 16). */
+// @ts-ignore: decorator
+@inline function absMax(p: usize, n: i32): f32 {
+  let a = f32x4.splat(0);
+  for (let o = 0; o < n * 4; o += 16) a = f32x4.max(a, f32x4.abs(v128.load(p + <usize>o)));
+  return max(max(f32x4.extract_lane(a, 0), f32x4.extract_lane(a, 1)), max(f32x4.extract_lane(a, 2), f32x4.extract_lane(a, 3)));
+}
+
+/**
+ * Quantize rows of activations as llama.cpp does for each weight type. For Q8_0 and Q4_0 (its q8_0):
+ * per block of 32, d = max|x| / 127 rounded to f16, q = round(x · 127 / max|x|). For the K-quants (its
+ * q8_K): per block of 256, with x_max the value of largest magnitude, q = min(127, round(-127 / x_max · x))
+ * and d = x_max / -127. Rounding is half to even. Each row: int8 q[k], then f32 d per 32 (a 256-block's d
+ * repeated), then d·Σq per 16 values, which the formats with an offset need. m rows of qRowBytes(k).
+ */
+export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool): void {
+  const rowBytes = qRowBytes(k), block = kquant ? 256 : 32;
+  for (let i = 0; i < m; i++) {
+    const src = x + <usize>i * k * 4, q = xq + <usize>i * rowBytes, ds = q + <usize>k, sums = ds + <usize>(k >> 5) * 4;
+    for (let b0 = 0; b0 < k; b0 += block) {
+      const p = src + <usize>b0 * 4, amax = absMax(p, block);
+      let d: f32, scale: f32;
+      if (!kquant) {
+        d = roundToHalf(amax / 127);
+        scale = amax != 0 ? <f32>127 / amax : 0;
+      } else {
+        // the first value of largest magnitude gives the scale its sign
+        let big: f32 = 0;
+        for (let c = 0; c < block && big == 0; c++) if (abs(load<f32>(p + <usize>c * 4)) == amax) big = load<f32>(p + <usize>c * 4);
+        scale = big != 0 ? <f32>-127 / big : 0;
+        d = scale != 0 ? <f32>1 / scale : 0;
+      }
+      for (let c = 0; c < block; c += 16) {
+        const total = quantize16(q + <usize>(b0 + c), p + <usize>c * 4, f32x4.splat(scale));
+        store<f32>(sums + <usize>((b0 + c) >> 4) * 4, d * <f32>total);
+      }
+      for (let c = 0; c < block; c += 32) store<f32>(ds + <usize>((b0 + c) >> 5) * 4, d);
+    }
+  }
+}
+
+/** acc + the dot products of 16 signed bytes, four lanes of partial sums. */
+// @ts-ignore: decorator
+@inline function dotSigned(a: v128, b: v128, acc: v128): v128 {
+  // each i16 lane adds two products of at most 127·127: no overflow
+  const p = i16x8.add(i16x8.extmul_low_i8x16_s(a, b), i16x8.extmul_high_i8x16_s(a, b));
+  return i32x4.add(acc, i32x4.extadd_pairwise_i16x8_s(p));
+}
+
+/** acc + the dot products of 16 signed activation bytes `a` with 16 weight bytes `u` in 0..127. */
+// @ts-ignore: decorator
+@inline function dotUnsigned(a: v128, u: v128, acc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.relaxed_dot_i8x16_i7x16_add_s(a, u, acc);
+  return dotSigned(a, u, acc);
+}
+
+/** Four f16 scales, `stride` bytes apart from p, as f32x4. */
+// @ts-ignore: decorator
+@inline function halves4(p: usize, stride: usize): v128 {
+  let v = i32x4.splat(<i32>load<u16>(p));
+  v = i32x4.replace_lane(v, 1, <i32>load<u16>(p + stride));
+  v = i32x4.replace_lane(v, 2, <i32>load<u16>(p + 2 * stride));
+  v = i32x4.replace_lane(v, 3, <i32>load<u16>(p + 3 * stride));
+  const bits = v128.or(i32x4.shl(v128.and(v, i32x4.splat(0x7fff)), 13), i32x4.shl(v128.and(v, i32x4.splat(0x8000)), 16));
+  return f32x4.mul(bits, f32x4.splat(5.192296858534828e33)); // 2^112
+}
+
+/** [Σa, Σb, Σc, Σd] of four i32x4, as f32x4. */
+// @ts-ignore: decorator
+@inline function sums4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(i32x4.shuffle(a, b, 0, 2, 4, 6), i32x4.shuffle(a, b, 1, 3, 5, 7));
+  const cd = i32x4.add(i32x4.shuffle(c, d, 0, 2, 4, 6), i32x4.shuffle(c, d, 1, 3, 5, 7));
+  return f32x4.convert_i32x4_s(i32x4.add(i32x4.shuffle(ab, cd, 0, 2, 4, 6), i32x4.shuffle(ab, cd, 1, 3, 5, 7)));
+}
+
+/** The activation sums d·Σq of four blocks of 32, from the eight sums of 16 at p. */
+// @ts-ignore: decorator
+@inline function blockSums4(p: usize): v128 {
+  const a = v128.load(p), b = v128.load(p, 16);
+  return f32x4.add(i32x4.shuffle(a, b, 0, 2, 4, 6), i32x4.shuffle(a, b, 1, 3, 5, 7));
+}
+
+/** Four unsigned bytes at lanes 0..3 of v as f32x4. */
+// @ts-ignore: decorator
+@inline function bytes4(v: v128): v128 {
+  return f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v)));
+}
+
+// The products: four blocks of 32 values at a time, so that each block's integer dot product is turned
+// into a float and scaled once per four blocks (two shuffle rounds sum four lanes of four vectors at once).
+// One weight row is read for `rows` activation rows (1 when decoding, 4 in prefill): the weights are
+// unpacked once and used four times. Every helper returns the row's accumulator with the quad added.
+
+// Q8_0: x · w for four blocks, w signed: acc + Σ (dw·dx)·(q_w · q_x).
+// @ts-ignore: decorator
+@inline function quadQ8_0(x: usize, dx: usize, dw: v128, w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, acc: v128): v128 {
+  const z = i32x4.splat(0);
+  const s0 = dotSigned(v128.load(x, 16), w1, dotSigned(v128.load(x), w0, z));
+  const s1 = dotSigned(v128.load(x, 48), w3, dotSigned(v128.load(x, 32), w2, z));
+  const s2 = dotSigned(v128.load(x, 80), w5, dotSigned(v128.load(x, 64), w4, z));
+  const s3 = dotSigned(v128.load(x, 112), w7, dotSigned(v128.load(x, 96), w6, z));
+  return madd(sums4(s0, s1, s2, s3), f32x4.mul(dw, v128.load(dx)), acc);
+}
+
+// @ts-ignore: decorator
+@inline function rowsQ8_0(w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize): void {
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  const nb = k >> 5, ds = xq + <usize>k;
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const wb = w + <usize>b * 34, dw = halves4(wb, 34), x = xq + <usize>b * 32, dx = ds + <usize>b * 4;
+    const w0 = v128.load(wb, 2), w1 = v128.load(wb, 18), w2 = v128.load(wb, 36), w3 = v128.load(wb, 52);
+    const w4 = v128.load(wb, 70), w5 = v128.load(wb, 86), w6 = v128.load(wb, 104), w7 = v128.load(wb, 120);
+    a0 = quadQ8_0(x, dx, dw, w0, w1, w2, w3, w4, w5, w6, w7, a0);
+    if (rows > 1) a1 = quadQ8_0(x + rowBytes, dx + rowBytes, dw, w0, w1, w2, w3, w4, w5, w6, w7, a1);
+    if (rows > 2) a2 = quadQ8_0(x + 2 * rowBytes, dx + 2 * rowBytes, dw, w0, w1, w2, w3, w4, w5, w6, w7, a2);
+    if (rows > 3) a3 = quadQ8_0(x + 3 * rowBytes, dx + 3 * rowBytes, dw, w0, w1, w2, w3, w4, w5, w6, w7, a3);
+  }
+  for (let r = 0; r < rows; r++) {
+    let t = hsum(r == 0 ? a0 : r == 1 ? a1 : r == 2 ? a2 : a3);
+    const x = xq + <usize>r * rowBytes;
+    for (let c = b; c < nb; c++) {
+      // blocks past the last four
+      const wb = w + <usize>c * 34, xb = x + <usize>c * 32;
+      const s = dotSigned(v128.load(xb, 16), v128.load(wb, 18), dotSigned(v128.load(xb), v128.load(wb, 2), i32x4.splat(0)));
+      t += half(wb) * load<f32>(x + <usize>k + <usize>c * 4) * <f32>(i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3));
+    }
+    store<f32>(out + <usize>r * outStride, t);
+  }
+}
+
+// Q4_0: weights as unsigned nibbles u, value d·(u − 8): acc + Σ (dw·dx)·(u · q_x) − 8·dw·(dx·Σq_x).
+// @ts-ignore: decorator
+@inline function quadQ4_0(x: usize, dx: usize, sums: usize, dw: v128, w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, acc: v128): v128 {
+  const z = i32x4.splat(0);
+  const s0 = dotUnsigned(v128.load(x, 16), w1, dotUnsigned(v128.load(x), w0, z));
+  const s1 = dotUnsigned(v128.load(x, 48), w3, dotUnsigned(v128.load(x, 32), w2, z));
+  const s2 = dotUnsigned(v128.load(x, 80), w5, dotUnsigned(v128.load(x, 64), w4, z));
+  const s3 = dotUnsigned(v128.load(x, 112), w7, dotUnsigned(v128.load(x, 96), w6, z));
+  acc = madd(sums4(s0, s1, s2, s3), f32x4.mul(dw, v128.load(dx)), acc);
+  return f32x4.sub(acc, f32x4.mul(f32x4.mul(dw, f32x4.splat(8)), blockSums4(sums)));
+}
+
+// @ts-ignore: decorator
+@inline function rowsQ4_0(w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize): void {
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  const nb = k >> 5, ds = xq + <usize>k, sums = ds + <usize>nb * 4, low = i8x16.splat(0xf);
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const wb = w + <usize>b * 18, dw = halves4(wb, 18), x = xq + <usize>b * 32, dx = ds + <usize>b * 4, sx = sums + <usize>b * 8;
+    const q0 = v128.load(wb, 2), q1 = v128.load(wb, 20), q2 = v128.load(wb, 38), q3 = v128.load(wb, 56);
+    // low nibbles are a block's values 0..15, high nibbles 16..31
+    const w0 = v128.and(q0, low), w1 = i8x16.shr_u(q0, 4), w2 = v128.and(q1, low), w3 = i8x16.shr_u(q1, 4);
+    const w4 = v128.and(q2, low), w5 = i8x16.shr_u(q2, 4), w6 = v128.and(q3, low), w7 = i8x16.shr_u(q3, 4);
+    a0 = quadQ4_0(x, dx, sx, dw, w0, w1, w2, w3, w4, w5, w6, w7, a0);
+    if (rows > 1) a1 = quadQ4_0(x + rowBytes, dx + rowBytes, sx + rowBytes, dw, w0, w1, w2, w3, w4, w5, w6, w7, a1);
+    if (rows > 2) a2 = quadQ4_0(x + 2 * rowBytes, dx + 2 * rowBytes, sx + 2 * rowBytes, dw, w0, w1, w2, w3, w4, w5, w6, w7, a2);
+    if (rows > 3) a3 = quadQ4_0(x + 3 * rowBytes, dx + 3 * rowBytes, sx + 3 * rowBytes, dw, w0, w1, w2, w3, w4, w5, w6, w7, a3);
+  }
+  for (let r = 0; r < rows; r++) {
+    let t = hsum(r == 0 ? a0 : r == 1 ? a1 : r == 2 ? a2 : a3);
+    const x = xq + <usize>r * rowBytes, xs = x + <usize>k + <usize>nb * 4;
+    for (let c = b; c < nb; c++) {
+      const wb = w + <usize>c * 18, xb = x + <usize>c * 32, qs = v128.load(wb, 2), d = half(wb);
+      const s = dotUnsigned(v128.load(xb, 16), i8x16.shr_u(qs, 4), dotUnsigned(v128.load(xb), v128.and(qs, low), i32x4.splat(0)));
+      const total = <f32>(i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3));
+      t += d * (load<f32>(x + <usize>k + <usize>c * 4) * total - 8 * (load<f32>(xs + <usize>c * 8) + load<f32>(xs + <usize>c * 8 + 4)));
+    }
+    store<f32>(out + <usize>r * outStride, t);
+  }
+}
+
+// Q4_K and Q5_K: per sub-block j of 32, value d·sc_j·u − dmin·m_j with u unsigned (4 or 5 bits). One quad
+// is four sub-blocks; `scale` holds d·sc_j, `min` dmin·m_j, and dx is the row's scale for this super-block.
+// @ts-ignore: decorator
+@inline function quadK(x: usize, dx: f32, sums: usize, scale: v128, min: v128, w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, acc: v128): v128 {
+  const z = i32x4.splat(0);
+  const s0 = dotUnsigned(v128.load(x, 16), w1, dotUnsigned(v128.load(x), w0, z));
+  const s1 = dotUnsigned(v128.load(x, 48), w3, dotUnsigned(v128.load(x, 32), w2, z));
+  const s2 = dotUnsigned(v128.load(x, 80), w5, dotUnsigned(v128.load(x, 64), w4, z));
+  const s3 = dotUnsigned(v128.load(x, 112), w7, dotUnsigned(v128.load(x, 96), w6, z));
+  acc = madd(sums4(s0, s1, s2, s3), f32x4.mul(scale, f32x4.splat(dx)), acc);
+  return f32x4.sub(acc, f32x4.mul(min, blockSums4(sums)));
+}
+
+/** Sub-blocks 4·quad .. 4·quad + 3 of a Q4_K/Q5_K super-block at wb, unpacked to unsigned bytes, into rows' accumulators. */
+// @ts-ignore: decorator
+@inline function rowsK(w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize, five: bool): void {
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  const ds = xq + <usize>k, sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf), one = i8x16.splat(1), m6 = i8x16.splat(63);
+  const size: usize = five ? 176 : 144, qs: usize = five ? 48 : 16;
+  for (let sb = 0; sb < k >> 8; sb++) {
+    const wb = w + <usize>sb * size, d = f32x4.splat(half(wb)), dmin = f32x4.splat(half(wb + 2));
+    // the eight 6-bit scales and mins (ggml's get_scale_min_k4): bytes 0-3, 4-7 and 8-11 of the 12
+    const v = v128.load(wb + 4), B = i8x16.shuffle(v, v, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7), C = i8x16.shuffle(v, v, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11);
+    const scA = f32x4.mul(d, bytes4(v128.and(v, m6))), scB = f32x4.mul(d, bytes4(v128.or(v128.and(C, low), i8x16.shl(i8x16.shr_u(v, 6), 4))));
+    const mnA = f32x4.mul(dmin, bytes4(v128.and(B, m6))), mnB = f32x4.mul(dmin, bytes4(v128.or(i8x16.shr_u(C, 4), i8x16.shl(i8x16.shr_u(B, 6), 4))));
+    const ha = five ? v128.load(wb + 16) : v128.splat<i32>(0), hb = five ? v128.load(wb + 32) : v128.splat<i32>(0);
+    for (let quad = 0; quad < 2; quad++) {
+      // 64 bytes: sub-blocks 4·quad and 4·quad + 2 in the low nibbles of each 32, 4·quad + 1 and + 3 in the high
+      const p = wb + qs + <usize>quad * 64;
+      const qa0 = v128.load(p), qb0 = v128.load(p, 16), qa1 = v128.load(p, 32), qb1 = v128.load(p, 48);
+      let w0 = v128.and(qa0, low), w1 = v128.and(qb0, low), w2 = i8x16.shr_u(qa0, 4), w3 = i8x16.shr_u(qb0, 4);
+      let w4 = v128.and(qa1, low), w5 = v128.and(qb1, low), w6 = i8x16.shr_u(qa1, 4), w7 = i8x16.shr_u(qb1, 4);
+      if (five) {
+        // bit j of qh[l] is the fifth bit of value l of sub-block j
+        const j = <u32>(4 * quad);
+        w0 = v128.or(w0, i8x16.shl(v128.and(i8x16.shr_u(ha, j), one), 4));
+        w1 = v128.or(w1, i8x16.shl(v128.and(i8x16.shr_u(hb, j), one), 4));
+        w2 = v128.or(w2, i8x16.shl(v128.and(i8x16.shr_u(ha, j + 1), one), 4));
+        w3 = v128.or(w3, i8x16.shl(v128.and(i8x16.shr_u(hb, j + 1), one), 4));
+        w4 = v128.or(w4, i8x16.shl(v128.and(i8x16.shr_u(ha, j + 2), one), 4));
+        w5 = v128.or(w5, i8x16.shl(v128.and(i8x16.shr_u(hb, j + 2), one), 4));
+        w6 = v128.or(w6, i8x16.shl(v128.and(i8x16.shr_u(ha, j + 3), one), 4));
+        w7 = v128.or(w7, i8x16.shl(v128.and(i8x16.shr_u(hb, j + 3), one), 4));
+      }
+      const scale = quad == 0 ? scA : scB, min = quad == 0 ? mnA : mnB, e = <usize>(sb * 256 + quad * 128);
+      const x = xq + e, dx = ds + (e >> 3), sx = sums + (e >> 2);
+      a0 = quadK(x, load<f32>(dx), sx, scale, min, w0, w1, w2, w3, w4, w5, w6, w7, a0);
+      if (rows > 1) a1 = quadK(x + rowBytes, load<f32>(dx + rowBytes), sx + rowBytes, scale, min, w0, w1, w2, w3, w4, w5, w6, w7, a1);
+      if (rows > 2) a2 = quadK(x + 2 * rowBytes, load<f32>(dx + 2 * rowBytes), sx + 2 * rowBytes, scale, min, w0, w1, w2, w3, w4, w5, w6, w7, a2);
+      if (rows > 3) a3 = quadK(x + 3 * rowBytes, load<f32>(dx + 3 * rowBytes), sx + 3 * rowBytes, scale, min, w0, w1, w2, w3, w4, w5, w6, w7, a3);
+    }
+  }
+  store<f32>(out, hsum(a0));
+  if (rows > 1) store<f32>(out + outStride, hsum(a1));
+  if (rows > 2) store<f32>(out + 2 * outStride, hsum(a2));
+  if (rows > 3) store<f32>(out + 3 * outStride, hsum(a3));
+}
+
+// Q6_K: value d·sc·(u − 32), u in 0..63, one int8 scale per 16 values; a quad is four groups of 16.
+// @ts-ignore: decorator
+@inline function quadQ6_K(x: usize, dx: f32, sums: usize, scale: v128, u0: v128, u1: v128, u2: v128, u3: v128, acc: v128): v128 {
+  const z = i32x4.splat(0);
+  const s = sums4(dotUnsigned(v128.load(x), u0, z), dotUnsigned(v128.load(x, 16), u1, z), dotUnsigned(v128.load(x, 32), u2, z), dotUnsigned(v128.load(x, 48), u3, z));
+  acc = madd(s, f32x4.mul(scale, f32x4.splat(dx)), acc);
+  return f32x4.sub(acc, f32x4.mul(f32x4.mul(scale, f32x4.splat(32)), v128.load(sums)));
+}
+
+// @ts-ignore: decorator
+@inline function rowsQ6_K(w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize): void {
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  const ds = xq + <usize>k, sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf), three = i8x16.splat(3);
+  for (let sb = 0; sb < k >> 8; sb++) {
+    const wb = w + <usize>sb * 210, d = f32x4.splat(half(wb + 208));
+    for (let n = 0; n < 2; n++) {
+      // 128 values: position l of each 32 from ql[l] / ql[l+32] (low, high nibble) and two bits of qh[l]
+      const ql = wb + <usize>n * 64, qh = wb + 128 + <usize>n * 32, sc = wb + 192 + <usize>n * 8;
+      const a = v128.load(ql), b = v128.load(ql, 32), h = v128.load(qh), a1v = v128.load(ql, 16), b1 = v128.load(ql, 48), h1 = v128.load(qh, 16);
+      for (let quad = 0; quad < 2; quad++) {
+        // groups of 16 values in order: (value l of the first 32, l = 0..15), (l = 16..31), then the second 32, ...
+        const lo0 = quad == 0 ? v128.and(a, low) : i8x16.shr_u(a, 4), lo1 = quad == 0 ? v128.and(a1v, low) : i8x16.shr_u(a1v, 4);
+        const lo2 = quad == 0 ? v128.and(b, low) : i8x16.shr_u(b, 4), lo3 = quad == 0 ? v128.and(b1, low) : i8x16.shr_u(b1, 4);
+        const shift = <u32>(4 * quad);
+        const u0 = v128.or(lo0, i8x16.shl(v128.and(i8x16.shr_u(h, shift), three), 4));
+        const u1 = v128.or(lo1, i8x16.shl(v128.and(i8x16.shr_u(h1, shift), three), 4));
+        const u2 = v128.or(lo2, i8x16.shl(v128.and(i8x16.shr_u(h, shift + 2), three), 4));
+        const u3 = v128.or(lo3, i8x16.shl(v128.and(i8x16.shr_u(h1, shift + 2), three), 4));
+        const scale = f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(sc + <usize>quad * 4)))));
+        const e = <usize>(sb * 256 + n * 128 + quad * 64);
+        const x = xq + e, dx = ds + (e >> 3), sx = sums + (e >> 2);
+        a0 = quadQ6_K(x, load<f32>(dx), sx, scale, u0, u1, u2, u3, a0);
+        if (rows > 1) a1 = quadQ6_K(x + rowBytes, load<f32>(dx + rowBytes), sx + rowBytes, scale, u0, u1, u2, u3, a1);
+        if (rows > 2) a2 = quadQ6_K(x + 2 * rowBytes, load<f32>(dx + 2 * rowBytes), sx + 2 * rowBytes, scale, u0, u1, u2, u3, a2);
+        if (rows > 3) a3 = quadQ6_K(x + 3 * rowBytes, load<f32>(dx + 3 * rowBytes), sx + 3 * rowBytes, scale, u0, u1, u2, u3, a3);
+      }
+    }
+  }
+  store<f32>(out, hsum(a0));
+  if (rows > 1) store<f32>(out + outStride, hsum(a1));
+  if (rows > 2) store<f32>(out + 2 * outStride, hsum(a2));
+  if (rows > 3) store<f32>(out + 3 * outStride, hsum(a3));
+}
+
+/** One weight row against `rows` (1 or 4) activation rows: the format's loop, specialised by the compiler. */
+function dots(dtype: i32, w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize): void {
+  if (rows == 4) {
+    if (dtype == Q8_0) rowsQ8_0(w, xq, rowBytes, k, 4, out, outStride);
+    else if (dtype == Q4_0) rowsQ4_0(w, xq, rowBytes, k, 4, out, outStride);
+    else if (dtype == Q4_K) rowsK(w, xq, rowBytes, k, 4, out, outStride, false);
+    else if (dtype == Q5_K) rowsK(w, xq, rowBytes, k, 4, out, outStride, true);
+    else rowsQ6_K(w, xq, rowBytes, k, 4, out, outStride);
+  } else {
+    if (dtype == Q8_0) rowsQ8_0(w, xq, rowBytes, k, 1, out, outStride);
+    else if (dtype == Q4_0) rowsQ4_0(w, xq, rowBytes, k, 1, out, outStride);
+    else if (dtype == Q4_K) rowsK(w, xq, rowBytes, k, 1, out, outStride, false);
+    else if (dtype == Q5_K) rowsK(w, xq, rowBytes, k, 1, out, outStride, true);
+    else rowsQ6_K(w, xq, rowBytes, k, 1, out, outStride);
+  }
+}
+
+/** out[m×n] = dequantized(W[n×k]) · xᵀ for columns j0..j1, x already quantized by quantizeRows. */
+export function matmulQ(out: usize, xq: usize, w: usize, dtype: i32, m: i32, n: i32, k: i32, j0: i32, j1: i32): void {
+  const rowBytes = qRowBytes(k), outRow = <usize>n * 4;
+  const wRow: usize = dtype == Q8_0 ? <usize>(k >> 5) * 34 : dtype == Q4_0 ? <usize>(k >> 5) * 18
+    : dtype == Q4_K ? <usize>(k >> 8) * 144 : dtype == Q5_K ? <usize>(k >> 8) * 176 : <usize>(k >> 8) * 210;
+  // activation rows four at a time (each weight row read once per four), then one at a time
+  let i = 0;
+  for (; i + 4 <= m; i += 4)
+    for (let j = j0; j < j1; j++) dots(dtype, w + <usize>j * wRow, xq + <usize>i * rowBytes, rowBytes, k, 4, out + <usize>i * outRow + <usize>j * 4, outRow);
+  for (; i < m; i++)
+    for (let j = j0; j < j1; j++) dots(dtype, w + <usize>j * wRow, xq + <usize>i * rowBytes, rowBytes, k, 1, out + <usize>i * outRow + <usize>j * 4, outRow);
+}

@@ -1,0 +1,42 @@
+// `openelm convert`: a model folder (or a GGUF file) written as a GGUF file that llama.cpp runs.
+import { createWriteStream } from "node:fs";
+import { once } from "node:events";
+import { EXPORT_TYPES, ggufFile, type ExportType } from "../../formats/gguf-export.js";
+import { readCheckpointAt } from "../index.js";
+import { DEMO_MODEL, UsageError, parse, progressBar } from "./args.js";
+
+export const HELP = {
+  convert: `openelm convert [--model DIR|FILE.gguf] --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_k_m]
+  Write the model as GGUF in llama.cpp's openelm layout (metadata, tensor names, the tokenizer and chat
+  template), every matrix in --type (default: f16; q8_0 and q4_0 quantize as llama.cpp's reference
+  quantizers do; q4_k_m is llama-quantize's mix of Q4_K, Q5_K and Q6_K, with simpler scale choices),
+  norm weights in f32. llama.cpp (llama-cli -m FILE.gguf) runs the result.`,
+};
+
+export async function convert(args: string[]) {
+  const v = parse(args, { out: { type: "string", short: "o" }, type: { type: "string" } });
+  if (v.help) return console.log(HELP.convert);
+  if (!v.out) throw new UsageError("--out FILE.gguf is required");
+  const type = (v.type ?? "f16") as ExportType;
+  if (!EXPORT_TYPES.includes(type)) throw new UsageError(`--type: "${v.type}" is not one of ${EXPORT_TYPES.join(", ")}`);
+  const source = v.model ?? DEMO_MODEL;
+  const { config, tensors, tokenizer, chatTemplate } = await readCheckpointAt(source);
+  const out = createWriteStream(v.out);
+  const failed = once(out, "error").then(([e]) => {
+    throw new UsageError(`cannot write ${v.out}: ${(e as Error).message}`);
+  });
+  const total = [...tensors.values()].reduce((a, t) => a + t.bytes, 0), progress = progressBar("converting", (b) => `${(b / 2 ** 20).toFixed(0)} MiB`);
+  let written = 0, read = 0;
+  const write = async () => {
+    for await (const chunk of ggufFile(config, tensors, { type, tokenizer, chatTemplate, name: source.split("/").filter(Boolean).pop() })) {
+      written += chunk.length;
+      read = Math.min(total, read + chunk.length);
+      if (!out.write(chunk)) await once(out, "drain");
+      progress?.(read, total);
+    }
+    out.end();
+    await once(out, "finish");
+  };
+  await Promise.race([write(), failed]);
+  console.log(`wrote ${v.out}: ${(written / 2 ** 20).toFixed(1)} MiB, ${config.numLayers} layers, matrices ${type}`);
+}
