@@ -22,6 +22,9 @@ export const BLOCK: Record<DType, { values: number; bytes: number }> = {
   q5_k: { values: 256, bytes: 176 }, // as q4_k, with a fifth bit of each value in 32 more bytes
   q6_k: { values: 256, bytes: 210 }, // 256 × 6 bits, 16 × int8 sub-block scales, f16 scale
 };
+/** What a user asks weights to be stored as: one type for every matrix, or llama.cpp's Q4_K_M mix (weights.ts). */
+export type WeightType = DType | "q4_k_m";
+export const WEIGHT_TYPES: readonly WeightType[] = [...DTYPES, "q4_k_m"];
 /** The numbering the WASM kernels use. */
 export const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q6_k: 6, q5_k: 7 };
 

@@ -1,7 +1,7 @@
 // Loading a model folder into a runnable model: config, weights into the arena, kernels, tokenizer.
 import { Arena } from "./arena.js";
 import { ConfigError, MAX, parseConfig, type OpenELMConfig } from "./config.js";
-import type { DType } from "./dtype.js";
+import type { WeightType } from "./dtype.js";
 import { readText, type ByteSource, type ModelFiles } from "./files.js";
 import { readGGUF, type GGUFFile } from "./formats/gguf.js";
 import { chatTemplateFromGGUF, configFromGGUF, tensorsFromGGUF } from "./formats/gguf-model.js";
@@ -15,7 +15,7 @@ import { OpenELM } from "./model.js";
 import { readCheckpoint, type TensorEntry } from "./formats/safetensors.js";
 import { Tokenizer } from "./tokenizer.js";
 import { TemplateError, compileTemplate } from "./generation/chat.js";
-import { expectedTensors, loadWeights, planMemories, type Placement } from "./weights.js";
+import { expectedTensors, loadWeights, placement, planMemories, type Placement } from "./weights.js";
 import { ShardedKernels } from "./kernels/sharded.js";
 
 export interface KernelOptions {
@@ -34,8 +34,8 @@ export interface KernelOptions {
 }
 
 export interface ModelOptions extends KernelOptions {
-  /** Storage type for weight matrices (default: as in the files). */
-  dtype?: DType;
+  /** Storage type for weight matrices (default: as in the files; see placement in weights.ts). */
+  dtype?: WeightType;
   /**
    * Cap on the positions a sequence may hold. Without it a sequence may run past max_context_length, as in
    * Apple's code (with one warning), its KV cache growing as needed.
@@ -134,7 +134,7 @@ async function buildModel(config: OpenELMConfig, tensors: Map<string, TensorEntr
   const contextLength = opts.contextLength ?? Infinity;
   if (contextLength !== Infinity && !(Number.isInteger(contextLength) && contextLength >= 1 && contextLength <= MAX.context))
     throw new RangeError(`the context length must be an integer from 1 to ${MAX.context}, got ${contextLength}`);
-  const plan = planModel(config, (name) => opts.dtype ?? tensors.get(name)?.dtype ?? "f32", contextLength, opts.memoryBytes);
+  const plan = planModel(config, placement(config, opts.dtype, (name) => tensors.get(name)?.dtype ?? "f32"), contextLength, opts.memoryBytes);
   const { arena, kernels } = await createKernels(opts, plan.memories);
   const weights = await loadWeights(config, tensors, arena, kernels, opts, plan.layerMemory);
   return new OpenELM(config, weights, arena, kernels, contextLength);

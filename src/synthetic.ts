@@ -2,24 +2,30 @@
 // real sizes without the real weights (speed does not depend on the values).
 import type { Arena } from "./arena.js";
 import type { OpenELMConfig } from "./config.js";
-import { tensorBytes, type DType } from "./dtype.js";
+import { tensorBytes, type DType, type WeightType } from "./dtype.js";
 import { convertRows } from "./formats/blocks.js";
 import { seededRandom } from "./generation/sampler.js";
-import { allocateWeights, type Weights } from "./weights.js";
+import { allocateWeights, placement, type Weights } from "./weights.js";
 
 const BLOCK = 1 << 20; // random values made once, then tiled over every tensor
 
-export function randomWeights(c: OpenELMConfig, arena: Arena, dtype: DType, layerMemory: number[] = [], seed = 42): Weights {
+/** Random weights stored as `type` (one type, or a mix such as q4_k_m: see placement). */
+export function randomWeights(c: OpenELMConfig, arena: Arena, type: WeightType, layerMemory: number[] = [], seed = 42): Weights {
   const random = seededRandom(seed);
   const block = new Float32Array(BLOCK).map(() => (random() - 0.5) * 0.07); // about the spread of trained weights
   const norms = new Float32Array(BLOCK).map(() => 0.5 + random());
-  // BLOCK values in the storage type (a whole number of blocks of any type), tiled over every matrix
-  const encoded = new Uint8Array(tensorBytes(dtype, [BLOCK]));
-  convertRows(new Uint8Array(block.buffer), "f32", encoded, dtype, 1, BLOCK);
-  const { weights, tensors } = allocateWeights(c, arena, () => dtype, layerMemory);
+  // BLOCK values in each storage type (a whole number of blocks of any type), tiled over every matrix
+  const encoded = new Map<DType, Uint8Array>();
+  const encode = (dtype: DType) => {
+    const bytes = new Uint8Array(tensorBytes(dtype, [BLOCK]));
+    convertRows(new Uint8Array(block.buffer), "f32", bytes, dtype, 1, BLOCK);
+    return bytes;
+  };
+  const { weights, tensors } = allocateWeights(c, arena, placement(c, type), layerMemory);
   for (const { tensor } of tensors) {
     const isNorm = tensor.shape.length === 1;
-    const src = isNorm ? new Uint8Array(norms.buffer) : encoded;
+    if (!isNorm && !encoded.has(tensor.dtype)) encoded.set(tensor.dtype, encode(tensor.dtype));
+    const src = isNorm ? new Uint8Array(norms.buffer) : encoded.get(tensor.dtype)!;
     const bytes = tensorBytes(tensor.dtype, tensor.shape);
     for (let at = 0; at < bytes; at += src.length) arena.bytes(tensor.ptr + at, Math.min(src.length, bytes - at)).set(src.subarray(0, Math.min(src.length, bytes - at)));
   }

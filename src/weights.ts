@@ -2,7 +2,7 @@
 // checked against what the files hold, then read straight into the arena in the chosen storage type.
 import { MAX_MEMORY_BYTES, type Arena } from "./arena.js";
 import type { OpenELMConfig } from "./config.js";
-import { BYTES, isQuantized, rowBytes, tensorBytes, type DType, type FloatType } from "./dtype.js";
+import { BYTES, isKQuant, isQuantized, rowBytes, tensorBytes, type DType, type FloatType, type WeightType } from "./dtype.js";
 import { convertRows, firstNonFiniteBlock } from "./formats/blocks.js";
 import type { TensorEntry } from "./formats/safetensors.js";
 import type { Kernels } from "./kernels/types.js";
@@ -75,8 +75,8 @@ export function checkTensors(c: OpenELMConfig, found: Map<string, TensorEntry>):
 }
 
 export interface LoadOptions {
-  /** Storage type for the matrices; default: whatever each file holds. Norm weights are always f32. */
-  dtype?: DType;
+  /** Storage type for the matrices (see placement); default: whatever each file holds. Norm weights are always f32. */
+  dtype?: WeightType;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -170,7 +170,7 @@ const CHUNK = 1 << 22; // bytes read at a time when converting between storage t
 /** Check the checkpoint, allocate every tensor in the arena, read the file bytes directly into place, and check they are finite. */
 export async function loadWeights(c: OpenELMConfig, found: Map<string, TensorEntry>, arena: Arena, kernels: Kernels, opts: LoadOptions = {}, layerMemory: number[] = []): Promise<Weights> {
   checkTensors(c, found);
-  const { weights, tensors } = allocateWeights(c, arena, fileTypes(found, opts.dtype), layerMemory);
+  const { weights, tensors } = allocateWeights(c, arena, placement(c, opts.dtype, (name) => found.get(name)!.dtype), layerMemory);
   const total = tensors.reduce((a, t) => a + found.get(t.name)!.bytes, 0);
   let done = 0;
   for (const { name, tensor } of tensors) {
@@ -195,8 +195,25 @@ export async function loadWeights(c: OpenELMConfig, found: Map<string, TensorEnt
   return weights;
 }
 
-/** Storage types for a checkpoint: `dtype` for every matrix, or else as each file holds it. */
-export const fileTypes = (found: Map<string, TensorEntry>, dtype?: DType): Placement => (name) => dtype ?? found.get(name)!.dtype;
+/**
+ * Storage type of each matrix: as each file holds it, or `type` for every matrix, or for "q4_k_m" the type
+ * llama-quantize gives it in a Q4_K_M file of this architecture: Q6_K for the embeddings (also the output
+ * head) and for proj_2 (ffn_down) in the first and last eighth of the layers and every third layer between,
+ * Q5_K for the fused QKV projection, Q4_K for the rest. K-quants need rows of a multiple of 256 values;
+ * other rows fall back to Q8_0 (llama.cpp falls back to Q5_0/Q5_1, which openelm does not implement).
+ */
+export function placement(c: OpenELMConfig, type: WeightType | undefined, stored?: (name: string) => DType): Placement {
+  const eighth = Math.floor(c.numLayers / 8), last = Math.floor((7 * c.numLayers) / 8); // C's integer division
+  const moreBits = (i: number) => i < eighth || i >= last || (i - eighth) % 3 === 2;
+  const q4km = (name: string): DType => {
+    const layer = /^transformer\.layers\.(\d+)\./.exec(name);
+    return !layer ? "q6_k" : name.endsWith("qkv_proj.weight") ? "q5_k" : name.endsWith("proj_2.weight") && moreBits(Number(layer[1])) ? "q6_k" : "q4_k";
+  };
+  return (name, shape) => {
+    const t = type === undefined ? (stored?.(name) ?? "f32") : type === "q4_k_m" ? q4km(name) : type;
+    return isKQuant(t) && shape[shape.length - 1]! % 256 !== 0 ? "q8_0" : t;
+  };
+}
 
 /**
  * Refuse a tensor holding NaN or ±infinity, naming it and its first bad element: a broken file, or (stored

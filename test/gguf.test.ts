@@ -9,9 +9,10 @@ import { afterAll, describe, expect, it } from "vitest";
 import { bytesSource } from "../src/files.js";
 import { GGUFError, GGUF_LIMITS, encodeGGUF, readGGUF, type TypedValue } from "../src/formats/gguf.js";
 import { ggufFile } from "../src/formats/gguf-export.js";
+import type { WeightType } from "../src/dtype.js";
 import { loadGGUFModel } from "../src/load.js";
 import { nodeKernelOptions, readCheckpointAt } from "../src/node/index.js";
-import { MODELS, ORACLE, oracleCases, relError } from "./helpers/oracle.js";
+import { MODELS, ORACLE, loadOracle, oracleCases, relError } from "./helpers/oracle.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "openelm-gguf-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -146,7 +147,7 @@ describe("malformed GGUF headers are refused with what is wrong", () => {
 });
 
 describe("OpenELM models in GGUF", () => {
-  const exported = async (name: string, type: "f32" | "bf16" = "f32") => {
+  const exported = async (name: string, type: WeightType = "f32") => {
     const { config, tensors, tokenizer, chatTemplate } = await readCheckpointAt(join(ORACLE, name));
     const chunks: Uint8Array[] = [];
     for await (const c of ggufFile(config, tensors, { type, tokenizer, chatTemplate })) chunks.push(c);
@@ -160,6 +161,19 @@ describe("OpenELM models in GGUF", () => {
     const model = await load(await exported(name));
     for (const c of oracleCases(name)) expect(relError(model.forward(model.newCache(), c.ids, { allPositions: true }), c.logits)).toBeLessThan(1e-4);
     await model.close();
+  });
+
+  // --dtype quantizes a safetensors checkpoint while it loads, with the quantizers that write GGUF files
+  it.each(["q8_0", "q4_0", "q4_k_m"] as const)("--dtype %s on load gives the same model as its GGUF export, bit for bit", async (type) => {
+    const name = "elm-tiny-gqa", [c] = oracleCases(name);
+    const onLoad = await loadOracle(name, { ...nodeKernelOptions(), threads: 1, dtype: type }), fromFile = await load(await exported(name, type));
+    expect(onLoad.weights.layers[0]!.qkvProj.dtype).toBe(type === "q4_0" ? "q4_0" : "q8_0"); // K-quant rows must be multiples of 256: here they fall back to q8_0
+    const logits = onLoad.forward(onLoad.newCache(), c!.ids, { allPositions: true });
+    expect(logits).toEqual(fromFile.forward(fromFile.newCache(), c!.ids, { allPositions: true }));
+    // near the reference, as far as random tiny weights allow (3% for 8 bits, 37% for 4; a wrong layout gives >100%)
+    expect(relError(logits, c!.logits)).toBeLessThan(type === "q4_0" ? 0.5 : 5e-2);
+    await onLoad.close();
+    await fromFile.close();
   });
 
   it("metadata that does not describe an OpenELM model is named", async () => {

@@ -3,36 +3,19 @@
 // type and the norm weights in F32 (as llama.cpp keeps them). The file is produced in pieces, tensor by
 // tensor, so a model of any size is converted in little memory.
 import type { OpenELMConfig } from "../config.js";
-import { isKQuant, isQuantized, rowBytes, type DType } from "../dtype.js";
+import { WEIGHT_TYPES, isQuantized, rowBytes, type DType, type WeightType } from "../dtype.js";
 import { convertRows } from "./blocks.js";
 import { encodeGGUFHeader, type TensorToWrite } from "./gguf.js";
 import { ggufMetadata, ggufTensors } from "./gguf-model.js";
 import { ggufTokenizer } from "./gguf-tokenizer.js";
 import type { TensorEntry } from "./safetensors.js";
-import { expectedTensors } from "../weights.js";
+import { expectedTensors, placement } from "../weights.js";
 
-/** What `openelm convert --type` writes: one storage type for every matrix, or llama.cpp's Q4_K_M mix. */
-export type ExportType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0" | "q4_k" | "q5_k" | "q6_k" | "q4_k_m";
-export const EXPORT_TYPES: readonly ExportType[] = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "q4_k_m"];
-
-/** llama.cpp's llama_ftype of each (all K-quant matrices in one type: its _S variants). */
-const FILE_TYPE: Record<ExportType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, q4_k: 14, q4_k_m: 15, q5_k: 16, q6_k: 18, bf16: 32 };
-
-/**
- * The type llama-quantize gives a matrix in a Q4_K_M file of this architecture: Q6_K for the embeddings
- * (they are also the output head) and for ffn_down in the first and last eighth of the layers and every
- * third layer between, Q5_K for the fused QKV projection, Q4_K for the rest. K-quants need rows of a
- * multiple of 256 values; other rows fall back to Q8_0.
- */
-function q4km(hf: string, k: number, layers: number): DType {
-  const layer = /^transformer\.layers\.(\d+)\./.exec(hf), i = layer ? Number(layer[1]) : -1;
-  const eighth = Math.floor(layers / 8), moreBits = i < eighth || i >= Math.floor((7 * layers) / 8) || (i - eighth) % 3 === 2; // C's integer division
-  const type: DType = !layer ? "q6_k" : hf.endsWith("qkv_proj.weight") ? "q5_k" : hf.endsWith("proj_2.weight") && moreBits ? "q6_k" : "q4_k";
-  return k % 256 === 0 ? type : "q8_0";
-}
+/** llama.cpp's llama_ftype of each storage choice (all K-quant matrices in one type: its _S variants). */
+const FILE_TYPE: Record<WeightType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, q4_k: 14, q4_k_m: 15, q5_k: 16, q6_k: 18, bf16: 32 };
 
 export interface ExportOptions {
-  type: ExportType;
+  type: WeightType;
   /** The model's tokenizer.json (Llama-2 BPE). */
   tokenizer: Record<string, unknown>;
   chatTemplate?: string;
@@ -42,14 +25,14 @@ export interface ExportOptions {
 /** The bytes of a GGUF file of the checkpoint, in order: the header, then every tensor padded to 32 bytes. */
 export async function* ggufFile(config: OpenELMConfig, tensors: Map<string, TensorEntry>, opts: ExportOptions): AsyncGenerator<Uint8Array> {
   const fileType = FILE_TYPE[opts.type];
-  if (fileType === undefined) throw new RangeError(`--type ${opts.type}: GGUF export writes ${EXPORT_TYPES.join(", ")}`);
+  if (fileType === undefined) throw new RangeError(`--type ${opts.type}: GGUF export writes ${WEIGHT_TYPES.join(", ")}`);
+  const typeOf = placement(config, opts.type);
   // every tensor the config implies, in the converter's order, each with the type it is written in
   const plan = [...expectedTensors(config).keys()].map((name) => {
     const entry = tensors.get(name);
     if (!entry) throw new RangeError(`the checkpoint has no ${name}`);
     const k = entry.shape[entry.shape.length - 1]!;
-    const type: DType = entry.shape.length === 1 ? "f32" : opts.type === "q4_k_m" ? q4km(name, k, config.numLayers)
-      : isKQuant(opts.type) && k % 256 !== 0 ? "q8_0" : opts.type;
+    const type: DType = entry.shape.length === 1 ? "f32" : typeOf(name, entry.shape);
     if (rowBytes(type, k) === undefined) throw new RangeError(`tensor ${entry.name} has rows of ${k} values, not a whole number of ${type} blocks; export as f16 or bf16`);
     if (isQuantized(entry.dtype) && entry.dtype !== type) throw new RangeError(`tensor ${entry.name} is ${entry.dtype}; converting it to ${type} would quantize twice`);
     return { entry, type, parts: ggufTensors(entry.name, entry.shape, type) };

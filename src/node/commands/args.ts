@@ -3,7 +3,7 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { MAX } from "../../config.js";
-import { DTYPES, type DType } from "../../dtype.js";
+import { WEIGHT_TYPES, type WeightType } from "../../dtype.js";
 import { MAX_THREADS } from "../../load.js";
 import type { GenerateOptions } from "../../generation/stream.js";
 import type { OpenELM } from "../../model.js";
@@ -25,7 +25,8 @@ export const modelOptions = {
 
 export const MODEL_HELP = `Model options:
   -m, --model DIR   Hugging Face OpenELM folder (config.json + safetensors); default: the bundled demo model
-  --dtype T         keep weight matrices as f32, f16 or bf16 in memory (default: as stored)
+  --dtype T         store weight matrices as f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k or q4_k_m
+                    (llama.cpp's mix), converted while loading (default: as the files hold them)
   --kernels K       wasm (SIMD, default) or typescript (the readable reference kernels)
   --context N       cap a sequence at N positions (default: no cap; past max_context_length the model
                     goes on as Apple's code does, with a warning, and the KV cache grows as needed)
@@ -157,11 +158,11 @@ export function progressBar(label: string, unit: (n: number) => string = String)
 }
 
 export async function loadModel(v: { model?: string; dtype?: string; kernels?: string; context?: string; threads?: string }, label = "loading"): Promise<OpenELM> {
-  if (v.dtype !== undefined && !DTYPES.includes(v.dtype as DType)) throw new UsageError(`--dtype: "${v.dtype}" is not one of ${DTYPES.join(", ")}`);
+  if (v.dtype !== undefined && !WEIGHT_TYPES.includes(v.dtype as WeightType)) throw new UsageError(`--dtype: "${v.dtype}" is not one of ${WEIGHT_TYPES.join(", ")}`);
   if (v.kernels !== "wasm" && v.kernels !== "typescript") throw new UsageError(`--kernels: "${v.kernels}" is not wasm or typescript`);
   const threads = parseInteger("threads", v.threads, undefined, 1, MAX_THREADS);
   return loadModelFromFolder(v.model ?? DEMO_MODEL, {
-    dtype: v.dtype as DType | undefined,
+    dtype: v.dtype as WeightType | undefined,
     kernels: v.kernels,
     contextLength: parseInteger("context", v.context, undefined, 1, MAX.context),
     ...(threads !== undefined ? { threads } : {}),

@@ -4,8 +4,9 @@ import { parseJsonObject } from "../../formats/json.js";
 import { fileSource } from "../files.js";
 import { KernelProfile, measureBandwidth, measureSpeed, weightBytesPerToken } from "../../bench.js";
 import { MAX, PRESETS, parameterCount, parseConfig } from "../../config.js";
-import { DTYPES, type DType } from "../../dtype.js";
+import { WEIGHT_TYPES, type WeightType } from "../../dtype.js";
 import { MAX_THREADS, planModel } from "../../load.js";
+import { placement } from "../../weights.js";
 import { OpenELM as Model } from "../../model.js";
 import { randomWeights } from "../../synthetic.js";
 import { createNodeKernels } from "../index.js";
@@ -34,13 +35,13 @@ export async function bench(args: string[]) {
   });
   const raw = PRESETS[v.shape] ?? parseJsonObject((await readText({ location: ".", open: async () => file }, "config.json"))!, v.shape);
   const config = parseConfig(raw);
-  const dtype = (v.dtype ?? "bf16") as DType;
-  if (!DTYPES.includes(dtype)) throw new UsageError(`--dtype: "${v.dtype}" is not one of ${DTYPES.join(", ")}`);
+  const dtype = (v.dtype ?? "bf16") as WeightType;
+  if (!WEIGHT_TYPES.includes(dtype)) throw new UsageError(`--dtype: "${v.dtype}" is not one of ${WEIGHT_TYPES.join(", ")}`);
   const prefill = parseInteger("prefill", v.prefill, 128, 1, MAX.context)!, decodeSteps = parseInteger("decode", v.decode, 64, 1, MAX.context)!;
   const context = parseInteger("context", v.context, undefined, 1, MAX.context);
   const threads = parseInteger("threads", v.threads, undefined, 1, MAX_THREADS);
   const contextLength = Math.min(config.maxContextLength, Math.max(prefill, context ?? 0) + decodeSteps);
-  const plan = planModel(config, () => dtype, contextLength);
+  const plan = planModel(config, placement(config, dtype), contextLength);
   const { arena, kernels } = await createNodeKernels({
     ...(v.kernels === "typescript" ? { kernels: "typescript" as const } : {}),
     ...(threads !== undefined ? { threads } : {}),

@@ -1,12 +1,13 @@
 // `openelm convert`: a model folder (or a GGUF file) written as a GGUF file that llama.cpp runs.
 import { createWriteStream } from "node:fs";
 import { once } from "node:events";
-import { EXPORT_TYPES, ggufFile, type ExportType } from "../../formats/gguf-export.js";
+import { WEIGHT_TYPES, type WeightType } from "../../dtype.js";
+import { ggufFile } from "../../formats/gguf-export.js";
 import { readCheckpointAt } from "../index.js";
 import { DEMO_MODEL, UsageError, parse, progressBar } from "./args.js";
 
 export const HELP = {
-  convert: `openelm convert [--model DIR|FILE.gguf] --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_k_m]
+  convert: `openelm convert [--model DIR|FILE.gguf] --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k|q4_k_m]
   Write the model as GGUF in llama.cpp's openelm layout (metadata, tensor names, the tokenizer and chat
   template), every matrix in --type (default: f16; q8_0 and q4_0 quantize as llama.cpp's reference
   quantizers do; q4_k_m is llama-quantize's mix of Q4_K, Q5_K and Q6_K, with simpler scale choices),
@@ -17,8 +18,8 @@ export async function convert(args: string[]) {
   const v = parse(args, { out: { type: "string", short: "o" }, type: { type: "string" } });
   if (v.help) return console.log(HELP.convert);
   if (!v.out) throw new UsageError("--out FILE.gguf is required");
-  const type = (v.type ?? "f16") as ExportType;
-  if (!EXPORT_TYPES.includes(type)) throw new UsageError(`--type: "${v.type}" is not one of ${EXPORT_TYPES.join(", ")}`);
+  const type = (v.type ?? "f16") as WeightType;
+  if (!WEIGHT_TYPES.includes(type)) throw new UsageError(`--type: "${v.type}" is not one of ${WEIGHT_TYPES.join(", ")}`);
   const source = v.model ?? DEMO_MODEL;
   const { config, tensors, tokenizer, chatTemplate } = await readCheckpointAt(source);
   const out = createWriteStream(v.out);
