@@ -8,6 +8,7 @@ import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { evaluate, meanStderr, scoreRequest } from "../src/eval/evaluate.js";
 import { Scorer, encodePair } from "../src/eval/loglikelihood.js";
+import { Divergence, klDivergence } from "../src/eval/divergence.js";
 import { StridedPerplexity, perplexity } from "../src/eval/perplexity.js";
 import { TaskDataError, hellaswagPreprocess, readTask } from "../src/eval/tasks.js";
 import { loadTokenizerFromFolder } from "../src/node/index.js";
@@ -192,6 +193,41 @@ describe("perplexity", () => {
   });
 });
 
+describe("divergence from a base model (perplexity --kl-base)", () => {
+  it("KL divergence of two rows: Σ p log(p/q), zero for equal distributions and for logits shifted by a constant", () => {
+    const p = new Float32Array([1, 2, 3]), q = new Float32Array([3, 2, 1]);
+    const lz = (r: Float32Array) => Math.log(r.reduce((a, x) => a + Math.exp(x), 0));
+    const P = Array.from(p, (x) => Math.exp(x - lz(p))), Q = Array.from(q, (x) => Math.exp(x - lz(q)));
+    expect(klDivergence(p, lz(p), q, lz(q))).toBeCloseTo(P.reduce((a, pi, i) => a + pi * Math.log(pi / Q[i]!), 0), 6);
+    expect(klDivergence(p, lz(p), p.map((x) => x + 5), lz(p) + 5)).toBeCloseTo(0, 12);
+  });
+
+  it("a model against itself: no divergence, the same top token everywhere, the perplexity of perplexity()", async () => {
+    const model = await loadOracle("elm-tiny-32k"), same = await loadOracle("elm-tiny-32k");
+    const ids = tokenizer.encode("The llama is a domesticated South American camelid. ".repeat(3));
+    const d = new Divergence(model, same, { context: 16, stride: 8 });
+    d.push(ids);
+    const r = d.finish(), p = perplexity(model, ids, { context: 16, stride: 8 });
+    expect([r.tokens, r.kl.max, r.sameTop.fraction, r.lnPplRatio]).toEqual([p.tokens, 0, 1, 0]);
+    expect(r.ppl).toBeCloseTo(p.ppl, 6);
+  });
+
+  it("q8_0 weights stay closer to the f32 model than q4_0 weights", async () => {
+    const base = await loadOracle("elm-tiny-32k", { dtype: "f32" });
+    const ids = tokenizer.encode("The llama is a domesticated South American camelid, widely used as a meat and pack animal. ".repeat(2));
+    const results = [];
+    for (const dtype of ["q8_0", "q4_0"] as const) {
+      const d = new Divergence(await loadOracle("elm-tiny-32k", { dtype }), base, { context: 32 });
+      d.push(ids);
+      results.push(d.finish());
+    }
+    const [q8, q4] = results;
+    expect(q8!.kl.mean).toBeGreaterThan(0);
+    expect(q8!.kl.mean * 10).toBeLessThan(q4!.kl.mean); // 8 bits against 4: measured 0.0007 against 0.09 nats
+    expect(q8!.sameTop.fraction).toBeGreaterThan(q4!.sameTop.fraction);
+  });
+});
+
 describe("command line", () => {
   const tmp = mkdtempSync(join(tmpdir(), "openelm-eval-"));
   const cli = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, "dist/node/cli.js"), ...args], { encoding: "utf8" });
@@ -223,5 +259,17 @@ describe("command line", () => {
     expect(j.ppl).toBeCloseTo(Math.exp(j.nll / j.tokens), 6);
     expect(j.bits_per_byte).toBeCloseTo(j.nll / Math.LN2 / 740, 9);
     expect(cli("perplexity", "--file", join(tmp, "missing.txt")).stderr).toMatch(/cannot read .*missing.txt: no such file/);
+  });
+
+  it("openelm perplexity --kl-base: against the same weights in another type, or against another model file", () => {
+    const file = join(tmp, "text.txt"), model = join(ORACLE, "elm-tiny-32k");
+    writeFileSync(file, "Once upon a time, there was a llama. ".repeat(20));
+    const run = (...args: string[]) => JSON.parse(cli("perplexity", "--model", model, "--file", file, "--context", "64", "--json", ...args).stdout);
+    const q8 = run("--dtype", "q8_0", "--kl-base", "f32"), plain = run("--dtype", "q8_0");
+    expect(q8).toMatchObject({ base: "the same weights as f32", context: 64, tokens: plain.tokens });
+    expect(q8.ppl).toBeCloseTo(plain.ppl, 3);
+    expect(q8.kl.mean).toBeGreaterThan(0);
+    expect(run("--kl-base", model).kl.max).toBe(0); // the folder against itself
+    expect(cli("perplexity", "--model", model, "--file", file, "--kl-base", "q9").stderr).toMatch(/--kl-base: "q9" is neither a storage type \(f32, .*\) nor a model folder or .gguf file/);
   });
 });

@@ -14,13 +14,19 @@ export interface Score {
   tokens: number;
 }
 
-/** log-softmax of one row of logits at index `id`, and whether `id` is the row's argmax. */
-export function scoreToken(row: Float32Array, id: number): { logprob: number; best: boolean } {
+/** log Σ exp(row) (so that log-softmax is row - logZ), and the row's argmax. */
+export function logNormalizer(row: Float32Array): { logZ: number; arg: number } {
   let max = -Infinity, arg = 0;
   for (let i = 0; i < row.length; i++) if (row[i]! > max) (max = row[i]!), (arg = i);
   let sum = 0;
   for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
-  return { logprob: row[id]! - max - Math.log(sum), best: arg === id };
+  return { logZ: max + Math.log(sum), arg };
+}
+
+/** log-softmax of one row of logits at index `id`, and whether `id` is the row's argmax. */
+export function scoreToken(row: Float32Array, id: number): { logprob: number; best: boolean } {
+  const { logZ, arg } = logNormalizer(row);
+  return { logprob: row[id]! - logZ, best: arg === id };
 }
 
 /**

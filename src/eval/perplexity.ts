@@ -13,53 +13,51 @@ export interface PerplexityResult {
   ppl: number; // exp(nll / tokens)
 }
 
-export class StridedPerplexity {
+export interface WindowOptions {
+  /** Tokens per window (default: the trained context). */
+  context?: number;
+  /** Tokens between window starts (default: the window). */
+  stride?: number;
+}
+
+/** The windows over a token stream; a subclass scores each window's new positions. */
+export abstract class StridedWindows {
   readonly context: number;
   readonly stride: number;
-  private readonly cache: KVCache;
   private buffer: number[] = []; // tokens from position `start` on
   private start = 0;
   private begin = 0; // the next window's first position
   private scored = 1; // positions before this are scored; 0 (BOS) is context only
-  private nll = 0;
-  private count = 0;
 
-  /** `context`: the window (default: the trained context); `stride`: its step (default: the window). */
-  constructor(private readonly model: OpenELM, opts: { context?: number; stride?: number } = {}) {
+  constructor(model: OpenELM, opts: WindowOptions) {
     this.context = Math.min(opts.context ?? model.config.maxContextLength, model.contextLength);
     this.stride = opts.stride ?? this.context;
     if (!(Number.isInteger(this.context) && this.context >= 2)) throw new RangeError(`the window must hold at least 2 tokens (one to predict from, one to score), got ${this.context}`);
     if (!(Number.isInteger(this.stride) && this.stride > 0 && this.stride <= this.context)) throw new RangeError(`stride ${this.stride} must be between 1 and the window ${this.context}`);
-    this.cache = model.newCache(this.context);
-  }
-
-  /** Tokens scored so far. */
-  get tokens(): number {
-    return this.count;
   }
 
   /** Add the text's next tokens (the first piece starts with BOS); every window now complete is scored. */
   push(ids: number[]): void {
     for (const id of ids) this.buffer.push(id);
-    while (this.start + this.buffer.length >= this.begin + this.context) this.window(this.begin + this.context);
+    while (this.start + this.buffer.length >= this.begin + this.context) this.next(this.begin + this.context);
   }
 
-  /** Score the windows left and give the result. */
-  finish(): PerplexityResult {
+  /** Score the windows left. */
+  protected flush(): void {
     const end = this.start + this.buffer.length;
-    while (this.scored < end) this.window(Math.min(this.begin + this.context, end));
-    this.model.releaseCache(this.cache);
-    if (this.count === 0) throw new RangeError("the text has no token to score after BOS");
-    return { tokens: this.count, nll: this.nll, ppl: Math.exp(this.nll / this.count) };
+    while (this.scored < end) this.next(Math.min(this.begin + this.context, end));
   }
 
-  /** Run the window [begin, end) and score its positions not scored before, each predicted by the row before it. */
-  private window(end: number): void {
-    const V = this.model.config.vocabSize, from = this.begin - this.start;
-    this.cache.length = 0;
-    const logits = this.model.forward(this.cache, this.buffer.slice(from, from + end - this.begin), { allPositions: true });
-    for (let p = Math.max(this.scored, this.begin + 1); p < end; p++, this.count++)
-      this.nll -= scoreToken(logits.subarray((p - 1 - this.begin) * V, (p - this.begin) * V), this.buffer[p - this.start]!).logprob;
+  /**
+   * Score one window: `ids` are its tokens, and positions `first` to ids.length - 1 are to be scored, each
+   * predicted by the logits of the position before it.
+   */
+  protected abstract score(ids: number[], first: number): void;
+
+  /** Run the window [begin, end) and score its positions not scored before. */
+  private next(end: number): void {
+    const from = this.begin - this.start;
+    this.score(this.buffer.slice(from, from + end - this.begin), Math.max(this.scored, this.begin + 1) - this.begin);
     this.scored = end;
     this.begin += this.stride;
     // tokens before the next window are no longer needed
@@ -69,8 +67,39 @@ export class StridedPerplexity {
   }
 }
 
+export class StridedPerplexity extends StridedWindows {
+  private readonly cache: KVCache;
+  private nll = 0;
+  private count = 0;
+
+  constructor(private readonly model: OpenELM, opts: WindowOptions = {}) {
+    super(model, opts);
+    this.cache = model.newCache(this.context);
+  }
+
+  /** Tokens scored so far. */
+  get tokens(): number {
+    return this.count;
+  }
+
+  /** Score the windows left and give the result. */
+  finish(): PerplexityResult {
+    this.flush();
+    this.model.releaseCache(this.cache);
+    if (this.count === 0) throw new RangeError("the text has no token to score after BOS");
+    return { tokens: this.count, nll: this.nll, ppl: Math.exp(this.nll / this.count) };
+  }
+
+  protected score(ids: number[], first: number): void {
+    const V = this.model.config.vocabSize;
+    this.cache.length = 0;
+    const logits = this.model.forward(this.cache, ids, { allPositions: true });
+    for (let p = first; p < ids.length; p++, this.count++) this.nll -= scoreToken(logits.subarray((p - 1) * V, p * V), ids[p]!).logprob;
+  }
+}
+
 /** Perplexity of a whole token list (see StridedPerplexity). */
-export function perplexity(model: OpenELM, ids: number[], opts: { context?: number; stride?: number } = {}): PerplexityResult {
+export function perplexity(model: OpenELM, ids: number[], opts: WindowOptions = {}): PerplexityResult {
   const p = new StridedPerplexity(model, opts);
   p.push(ids);
   return p.finish();

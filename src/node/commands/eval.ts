@@ -1,5 +1,8 @@
 // `openelm perplexity` and `openelm eval`: the paper's zero-shot tasks and perplexity, from local data,
 // both read as streams so that a file of any size is processed in bounded memory.
+import { stat } from "node:fs/promises";
+import { WEIGHT_TYPES, type WeightType } from "../../dtype.js";
+import { Divergence } from "../../eval/divergence.js";
 import { Accuracy } from "../../eval/evaluate.js";
 import { Scorer } from "../../eval/loglikelihood.js";
 import { StridedPerplexity } from "../../eval/perplexity.js";
@@ -9,11 +12,16 @@ import { textLines, textPieces } from "../text.js";
 import { DEMO_MODEL, MODEL_HELP, UsageError, loadModel, parse, parseInteger, progressBar } from "./args.js";
 
 export const HELP = {
-  perplexity: `openelm perplexity [--model DIR] --file TEXT [--context N] [--stride S] [--json]
+  perplexity: `openelm perplexity [--model DIR] --file TEXT [--context N] [--stride S] [--kl-base T|PATH] [--json]
   Negative log-likelihood, perplexity and bits per byte of a UTF-8 text file (encoded with BOS), in windows
   of N tokens (default: max_context_length) every S tokens (default N); each token is scored once, with the
   window before it as context. The file is read as a stream, so any size works. --json prints
-  {"tokens", "nll", "ppl", "bits_per_byte", ...}.`,
+  {"tokens", "nll", "ppl", "bits_per_byte", ...}.
+  --kl-base compares the model (as --dtype stores it) with a base model over the same windows, as
+  llama.cpp's --kl-divergence does: the same model stored as T (e.g. f32), or another model folder or
+  .gguf file with the same vocabulary. It prints both perplexities, the KL divergence of the base's
+  next-token distribution from the model's (mean, median, 99th percentile, max) and how often their most
+  likely tokens agree.`,
   eval: `openelm eval [--model DIR] --task ${Object.keys(TASKS).join("|")} --data FILE.jsonl [--limit N] [--json]
   Zero-shot accuracy as lm-evaluation-harness computes it (add_bos_token=True): acc and acc_norm (by the
   byte length of each choice) with standard errors. FILE.jsonl holds one document per line in the
@@ -23,8 +31,9 @@ export const HELP = {
 const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
 export async function perplexity(args: string[]) {
-  const v = parse(args, { file: { type: "string" }, stride: { type: "string" }, json: { type: "boolean" } });
+  const v = parse(args, { file: { type: "string" }, stride: { type: "string" }, "kl-base": { type: "string" }, json: { type: "boolean" } });
   if (v.help) return console.log(`${HELP.perplexity}\n\n${MODEL_HELP}`);
+  if (v["kl-base"] !== undefined) return divergence(v as typeof v & { "kl-base": string });
   if (!v.file) throw new UsageError("--file TEXT is required");
   const window = parseInteger("context", v.context, undefined, 2);
   const stride = parseInteger("stride", v.stride, undefined, 1);
@@ -46,6 +55,34 @@ export async function perplexity(args: string[]) {
   if (v.json) return console.log(JSON.stringify(result));
   console.log(`${v.file}: ${bytes} bytes, ${r.tokens} tokens scored (window ${result.context}, stride ${result.stride})`);
   console.log(`nll ${r.nll.toFixed(3)} nats (${(r.nll / r.tokens).toFixed(4)} per token)   perplexity ${r.ppl.toFixed(3)}   bits per byte ${result.bits_per_byte.toFixed(4)}`);
+}
+
+/** `perplexity --kl-base`: the model against a base model, token by token. */
+async function divergence(v: { file?: string; stride?: string; context?: string; model?: string; dtype?: string; kernels?: string; threads?: string; "kl-base": string; json?: boolean }) {
+  if (!v.file) throw new UsageError("--file TEXT is required");
+  const base = v["kl-base"], sameModel = WEIGHT_TYPES.includes(base as WeightType);
+  if (!sameModel && !(await stat(base).catch(() => undefined))) throw new UsageError(`--kl-base: "${base}" is neither a storage type (${WEIGHT_TYPES.join(", ")}) nor a model folder or .gguf file`);
+  const window = parseInteger("context", v.context, undefined, 2), stride = parseInteger("stride", v.stride, undefined, 1);
+  if (window !== undefined && stride !== undefined && stride > window) throw new UsageError(`--stride: ${stride} is longer than the window (--context ${window})`);
+  const model = await loadModel({ ...v, context: undefined });
+  const baseModel = await loadModel(sameModel ? { ...v, dtype: base, context: undefined } : { ...v, model: base, dtype: undefined, context: undefined }, "loading the base");
+  const tokenizer = await loadTokenizerFromFolder(v.model ?? DEMO_MODEL);
+  const scorer = new Divergence(model, baseModel, { context: window, stride });
+  const progress = progressBar("comparing", mib);
+  let first = true;
+  for await (const piece of textPieces(v.file)) {
+    const ids = first ? tokenizer.encode(piece.text) : tokenizer.encodeContinuation(piece.text);
+    first = false;
+    scorer.push(tokenizer.checkIds(ids, model.config.vocabSize));
+    progress?.(piece.bytesRead, piece.size);
+  }
+  const r = scorer.finish(), what = `${v.model ?? DEMO_MODEL}${v.dtype ? ` as ${v.dtype}` : ""}`, against = sameModel ? `the same weights as ${base}` : base;
+  if (v.json) return console.log(JSON.stringify({ model: what, base: against, context: scorer.context, stride: scorer.stride, ...r }));
+  const f = (x: number, d = 4) => x.toFixed(d);
+  console.log(`${what} against ${against}: ${r.tokens} tokens of ${v.file} (window ${scorer.context}, stride ${scorer.stride})`);
+  console.log(`perplexity ${f(r.ppl)} (base ${f(r.basePpl)}), ln(ppl / base ppl) ${f(r.lnPplRatio, 5)}`);
+  console.log(`KL divergence per token: mean ${f(r.kl.mean, 6)} ± ${f(r.kl.stderr, 6)}, median ${f(r.kl.median, 6)}, 99% ${f(r.kl.p99, 6)}, max ${f(r.kl.max, 6)}`);
+  console.log(`same most likely token: ${f(r.sameTop.fraction * 100, 2)}% ± ${f(r.sameTop.stderr * 100, 2)}%`);
 }
 
 export async function evalTask(args: string[]) {
