@@ -40,7 +40,7 @@ async function measure(threads: number, typescript = false): Promise<KernelRow[]
     const read = kernels as Kernels & { readBytes(ptr: number, bytes: number): void };
     add("streaming read 256 MiB", 0, big, () => read.readBytes(p, big));
     // the load-time NaN/inf check, in GB/s: 270M's weights in BF16 are about 540 MB, twice this buffer
-    for (const dtype of ["bf16", "f32"] as DType[]) {
+    for (const dtype of ["bf16", "f32"] as const) {
       const n = big / (dtype === "f32" ? 4 : 2);
       add(`firstNonFinite ${dtype} 256 MiB`, 0, big, () => kernels.firstNonFinite(p, dtype, n));
     }

@@ -135,6 +135,22 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
   return f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v)));
 }
 
+/**
+ * (v >> s) & mask in every byte, for masks that keep only bits the shift brought from the same byte
+ * (mask < 2^(8-s)): x86 has no byte shifts, so WebAssembly's i8x16 shifts cost several instructions
+ * there, while a 16-bit shift is one.
+ */
+// @ts-ignore: decorator
+@inline function bitsOf(v: v128, s: u32, mask: i8): v128 {
+  return v128.and(i16x8.shr_u(v, s), i8x16.splat(mask));
+}
+
+/** v << s in every byte whose value is below 2^(8-s) (nothing carries into the next byte). */
+// @ts-ignore: decorator
+@inline function up(v: v128, s: u32): v128 {
+  return i16x8.shl(v, s);
+}
+
 // The products: four blocks of 32 values at a time, so that each block's integer dot product is turned
 // into a float and scaled once per four blocks (two shuffle rounds sum four lanes of four vectors at once).
 // One weight row is read for `rows` activation rows (1 when decoding, 4 in prefill): the weights are
@@ -199,8 +215,8 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
     const wb = w + <usize>b * 18, dw = halves4(wb, 18), x = xq + <usize>b * 32, dx = ds + <usize>b * 4, sx = sums + <usize>b * 8;
     const q0 = v128.load(wb, 2), q1 = v128.load(wb, 20), q2 = v128.load(wb, 38), q3 = v128.load(wb, 56);
     // low nibbles are a block's values 0..15, high nibbles 16..31
-    const w0 = v128.and(q0, low), w1 = i8x16.shr_u(q0, 4), w2 = v128.and(q1, low), w3 = i8x16.shr_u(q1, 4);
-    const w4 = v128.and(q2, low), w5 = i8x16.shr_u(q2, 4), w6 = v128.and(q3, low), w7 = i8x16.shr_u(q3, 4);
+    const w0 = v128.and(q0, low), w1 = bitsOf(q0, 4, 0xf), w2 = v128.and(q1, low), w3 = bitsOf(q1, 4, 0xf);
+    const w4 = v128.and(q2, low), w5 = bitsOf(q2, 4, 0xf), w6 = v128.and(q3, low), w7 = bitsOf(q3, 4, 0xf);
     a0 = quadQ4_0(x, dx, sx, dw, w0, w1, w2, w3, w4, w5, w6, w7, a0);
     if (rows > 1) a1 = quadQ4_0(x + rowBytes, dx + rowBytes, sx + rowBytes, dw, w0, w1, w2, w3, w4, w5, w6, w7, a1);
     if (rows > 2) a2 = quadQ4_0(x + 2 * rowBytes, dx + 2 * rowBytes, sx + 2 * rowBytes, dw, w0, w1, w2, w3, w4, w5, w6, w7, a2);
@@ -211,7 +227,7 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
     const x = xq + <usize>r * rowBytes, xs = x + <usize>k + <usize>nb * 4;
     for (let c = b; c < nb; c++) {
       const wb = w + <usize>c * 18, xb = x + <usize>c * 32, qs = v128.load(wb, 2), d = half(wb);
-      const s = dotUnsigned(v128.load(xb, 16), i8x16.shr_u(qs, 4), dotUnsigned(v128.load(xb), v128.and(qs, low), i32x4.splat(0)));
+      const s = dotUnsigned(v128.load(xb, 16), bitsOf(qs, 4, 0xf), dotUnsigned(v128.load(xb), v128.and(qs, low), i32x4.splat(0)));
       const total = <f32>(i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3));
       t += d * (load<f32>(x + <usize>k + <usize>c * 4) * total - 8 * (load<f32>(xs + <usize>c * 8) + load<f32>(xs + <usize>c * 8 + 4)));
     }
@@ -236,32 +252,34 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
 // @ts-ignore: decorator
 @inline function rowsK(w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize, five: bool): void {
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const ds = xq + <usize>k, sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf), one = i8x16.splat(1), m6 = i8x16.splat(63);
+  const ds = xq + <usize>k, sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf), m6 = i8x16.splat(63);
   const size: usize = five ? 176 : 144, qs: usize = five ? 48 : 16;
   for (let sb = 0; sb < k >> 8; sb++) {
     const wb = w + <usize>sb * size, d = f32x4.splat(half(wb)), dmin = f32x4.splat(half(wb + 2));
     // the eight 6-bit scales and mins (ggml's get_scale_min_k4): bytes 0-3, 4-7 and 8-11 of the 12
     const v = v128.load(wb + 4), B = i8x16.shuffle(v, v, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7), C = i8x16.shuffle(v, v, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11);
-    const scA = f32x4.mul(d, bytes4(v128.and(v, m6))), scB = f32x4.mul(d, bytes4(v128.or(v128.and(C, low), i8x16.shl(i8x16.shr_u(v, 6), 4))));
-    const mnA = f32x4.mul(dmin, bytes4(v128.and(B, m6))), mnB = f32x4.mul(dmin, bytes4(v128.or(i8x16.shr_u(C, 4), i8x16.shl(i8x16.shr_u(B, 6), 4))));
-    const ha = five ? v128.load(wb + 16) : v128.splat<i32>(0), hb = five ? v128.load(wb + 32) : v128.splat<i32>(0);
+    const scA = f32x4.mul(d, bytes4(v128.and(v, m6))), scB = f32x4.mul(d, bytes4(v128.or(v128.and(C, low), up(bitsOf(v, 6, 3), 4))));
+    const mnA = f32x4.mul(dmin, bytes4(v128.and(B, m6))), mnB = f32x4.mul(dmin, bytes4(v128.or(bitsOf(C, 4, 0xf), up(bitsOf(B, 6, 3), 4))));
+    let ha = five ? v128.load(wb + 16) : v128.splat<i32>(0), hb = five ? v128.load(wb + 32) : v128.splat<i32>(0);
     for (let quad = 0; quad < 2; quad++) {
       // 64 bytes: sub-blocks 4·quad and 4·quad + 2 in the low nibbles of each 32, 4·quad + 1 and + 3 in the high
       const p = wb + qs + <usize>quad * 64;
       const qa0 = v128.load(p), qb0 = v128.load(p, 16), qa1 = v128.load(p, 32), qb1 = v128.load(p, 48);
-      let w0 = v128.and(qa0, low), w1 = v128.and(qb0, low), w2 = i8x16.shr_u(qa0, 4), w3 = i8x16.shr_u(qb0, 4);
-      let w4 = v128.and(qa1, low), w5 = v128.and(qb1, low), w6 = i8x16.shr_u(qa1, 4), w7 = i8x16.shr_u(qb1, 4);
+      let w0 = v128.and(qa0, low), w1 = v128.and(qb0, low), w2 = bitsOf(qa0, 4, 0xf), w3 = bitsOf(qb0, 4, 0xf);
+      let w4 = v128.and(qa1, low), w5 = v128.and(qb1, low), w6 = bitsOf(qa1, 4, 0xf), w7 = bitsOf(qb1, 4, 0xf);
       if (five) {
-        // bit j of qh[l] is the fifth bit of value l of sub-block j
-        const j = <u32>(4 * quad);
-        w0 = v128.or(w0, i8x16.shl(v128.and(i8x16.shr_u(ha, j), one), 4));
-        w1 = v128.or(w1, i8x16.shl(v128.and(i8x16.shr_u(hb, j), one), 4));
-        w2 = v128.or(w2, i8x16.shl(v128.and(i8x16.shr_u(ha, j + 1), one), 4));
-        w3 = v128.or(w3, i8x16.shl(v128.and(i8x16.shr_u(hb, j + 1), one), 4));
-        w4 = v128.or(w4, i8x16.shl(v128.and(i8x16.shr_u(ha, j + 2), one), 4));
-        w5 = v128.or(w5, i8x16.shl(v128.and(i8x16.shr_u(hb, j + 2), one), 4));
-        w6 = v128.or(w6, i8x16.shl(v128.and(i8x16.shr_u(ha, j + 3), one), 4));
-        w7 = v128.or(w7, i8x16.shl(v128.and(i8x16.shr_u(hb, j + 3), one), 4));
+        // bit j of qh[l] is the fifth bit of value l of sub-block j; the bits of this quad's sub-blocks are
+        // brought down to bits 0..3 (constant shifts: variable ones cost more on x86)
+        w0 = v128.or(w0, up(bitsOf(ha, 0, 1), 4));
+        w1 = v128.or(w1, up(bitsOf(hb, 0, 1), 4));
+        w2 = v128.or(w2, up(bitsOf(ha, 1, 1), 4));
+        w3 = v128.or(w3, up(bitsOf(hb, 1, 1), 4));
+        w4 = v128.or(w4, up(bitsOf(ha, 2, 1), 4));
+        w5 = v128.or(w5, up(bitsOf(hb, 2, 1), 4));
+        w6 = v128.or(w6, up(bitsOf(ha, 3, 1), 4));
+        w7 = v128.or(w7, up(bitsOf(hb, 3, 1), 4));
+        ha = i16x8.shr_u(ha, 4);
+        hb = i16x8.shr_u(hb, 4);
       }
       const scale = quad == 0 ? scA : scB, min = quad == 0 ? mnA : mnB, e = <usize>(sb * 256 + quad * 128);
       const x = xq + e, dx = ds + (e >> 3), sx = sums + (e >> 2);
@@ -289,22 +307,26 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
 // @ts-ignore: decorator
 @inline function rowsQ6_K(w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize): void {
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const ds = xq + <usize>k, sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf), three = i8x16.splat(3);
+  const ds = xq + <usize>k, sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf);
   for (let sb = 0; sb < k >> 8; sb++) {
     const wb = w + <usize>sb * 210, d = f32x4.splat(half(wb + 208));
     for (let n = 0; n < 2; n++) {
       // 128 values: position l of each 32 from ql[l] / ql[l+32] (low, high nibble) and two bits of qh[l]
       const ql = wb + <usize>n * 64, qh = wb + 128 + <usize>n * 32, sc = wb + 192 + <usize>n * 8;
-      const a = v128.load(ql), b = v128.load(ql, 32), h = v128.load(qh), a1v = v128.load(ql, 16), b1 = v128.load(ql, 48), h1 = v128.load(qh, 16);
+      let a = v128.load(ql), b = v128.load(ql, 32), h = v128.load(qh), a1v = v128.load(ql, 16), b1 = v128.load(ql, 48), h1 = v128.load(qh, 16);
       for (let quad = 0; quad < 2; quad++) {
         // groups of 16 values in order: (value l of the first 32, l = 0..15), (l = 16..31), then the second 32, ...
-        const lo0 = quad == 0 ? v128.and(a, low) : i8x16.shr_u(a, 4), lo1 = quad == 0 ? v128.and(a1v, low) : i8x16.shr_u(a1v, 4);
-        const lo2 = quad == 0 ? v128.and(b, low) : i8x16.shr_u(b, 4), lo3 = quad == 0 ? v128.and(b1, low) : i8x16.shr_u(b1, 4);
-        const shift = <u32>(4 * quad);
-        const u0 = v128.or(lo0, i8x16.shl(v128.and(i8x16.shr_u(h, shift), three), 4));
-        const u1 = v128.or(lo1, i8x16.shl(v128.and(i8x16.shr_u(h1, shift), three), 4));
-        const u2 = v128.or(lo2, i8x16.shl(v128.and(i8x16.shr_u(h, shift + 2), three), 4));
-        const u3 = v128.or(lo3, i8x16.shl(v128.and(i8x16.shr_u(h1, shift + 2), three), 4));
+        // the low nibbles, then (second quad) the high ones; the high bits 2·(group) of qh, brought down as used
+        const u0 = v128.or(v128.and(a, low), up(bitsOf(h, 0, 3), 4));
+        const u1 = v128.or(v128.and(a1v, low), up(bitsOf(h1, 0, 3), 4));
+        const u2 = v128.or(v128.and(b, low), up(bitsOf(h, 2, 3), 4));
+        const u3 = v128.or(v128.and(b1, low), up(bitsOf(h1, 2, 3), 4));
+        a = i16x8.shr_u(a, 4);
+        a1v = i16x8.shr_u(a1v, 4);
+        b = i16x8.shr_u(b, 4);
+        b1 = i16x8.shr_u(b1, 4);
+        h = i16x8.shr_u(h, 4);
+        h1 = i16x8.shr_u(h1, 4);
         const scale = f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(sc + <usize>quad * 4)))));
         const e = <usize>(sb * 256 + n * 128 + quad * 64);
         const x = xq + e, dx = ds + (e >> 3), sx = sums + (e >> 2);
@@ -343,10 +365,15 @@ export function matmulQ(out: usize, xq: usize, w: usize, dtype: i32, m: i32, n: 
   const rowBytes = qRowBytes(k), outRow = <usize>n * 4;
   const wRow: usize = dtype == Q8_0 ? <usize>(k >> 5) * 34 : dtype == Q4_0 ? <usize>(k >> 5) * 18
     : dtype == Q4_K ? <usize>(k >> 8) * 144 : dtype == Q5_K ? <usize>(k >> 8) * 176 : <usize>(k >> 8) * 210;
-  // activation rows four at a time (each weight row read once per four), then one at a time
-  let i = 0;
-  for (; i + 4 <= m; i += 4)
-    for (let j = j0; j < j1; j++) dots(dtype, w + <usize>j * wRow, xq + <usize>i * rowBytes, rowBytes, k, 4, out + <usize>i * outRow + <usize>j * 4, outRow);
-  for (; i < m; i++)
-    for (let j = j0; j < j1; j++) dots(dtype, w + <usize>j * wRow, xq + <usize>i * rowBytes, rowBytes, k, 1, out + <usize>i * outRow + <usize>j * 4, outRow);
+  // weight rows in tiles of about 128 KiB, which stay in cache while every activation row passes over
+  // them: four at a time (each weight row unpacked once per four), then one at a time
+  const tile = max<i32>(4, <i32>((128 << 10) / wRow));
+  for (let t0 = j0; t0 < j1; t0 += tile) {
+    const t1 = min(j1, t0 + tile);
+    let i = 0;
+    for (; i + 4 <= m; i += 4)
+      for (let j = t0; j < t1; j++) dots(dtype, w + <usize>j * wRow, xq + <usize>i * rowBytes, rowBytes, k, 4, out + <usize>i * outRow + <usize>j * 4, outRow);
+    for (; i < m; i++)
+      for (let j = t0; j < t1; j++) dots(dtype, w + <usize>j * wRow, xq + <usize>i * rowBytes, rowBytes, k, 1, out + <usize>i * outRow + <usize>j * 4, outRow);
+  }
 }

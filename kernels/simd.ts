@@ -30,13 +30,13 @@ export type F16Bits = i16;
 }
 
 // A 16-bit value in the top half of each 32-bit lane (low half zero) → f32: bf16 is already in place;
-// f16 moves exponent and mantissa down by 3 and rescales by 2^112. Checkpoints with f16 infinities or
-// NaNs are rejected when loaded, so this needs no special case for them.
+// f16 moves exponent and mantissa down by 3 (an arithmetic shift, whose copies of the sign bit are then
+// cleared) and rescales by 2^112, which keeps the sign. Checkpoints with f16 infinities or NaNs are
+// rejected when loaded, so this needs no special case for them.
 // @ts-ignore: decorator
 @inline function top16<W>(v: v128): v128 {
   if (!isSigned<W>()) return v;
-  const em = i32x4.shr_u(v128.and(v, i32x4.splat(0x7fff0000)), 3);
-  return v128.or(v128.and(v, i32x4.splat(0x80000000)), f32x4.mul(em, f32x4.splat(5.192296858534828e33)));
+  return f32x4.mul(v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffffff)), f32x4.splat(5.192296858534828e33));
 }
 
 /**
@@ -52,7 +52,9 @@ export type F16Bits = i16;
 // @ts-ignore: decorator
 @inline export function pairHi<W>(p: usize, v: v128): v128 {
   if (isFloat<W>()) return v128.load(p, 16);
-  return top16<W>(v128.and(v, i32x4.splat(0xffff0000)));
+  // f16: the shift moves the even weight's bits below bit 13, where the mask clears them
+  if (isSigned<W>()) return f32x4.mul(v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffe000)), f32x4.splat(5.192296858534828e33));
+  return v128.and(v, i32x4.splat(0xffff0000));
 }
 // @ts-ignore: decorator
 @inline export function pairXLo<W>(a: v128, b: v128): v128 {

@@ -1,15 +1,19 @@
 // openelm: the core, free of Node built-ins so that it runs in any JS host.
 export { parseConfig, makeDivisible, pyRound2, linspace, parameterCount, PRESETS, ConfigError, type OpenELMConfig, type Activation } from "./config.js";
 export { Arena } from "./arena.js";
-export { DTYPES, type DType } from "./dtype.js";
+export { DTYPES, WEIGHT_TYPES, type DType, type WeightType } from "./dtype.js";
 export { bytesSource, memoryFiles, type ByteSource, type ModelFiles } from "./files.js";
 export { readHeader, readCheckpoint, encodeSafetensors, SafetensorsError, type TensorEntry } from "./formats/safetensors.js";
-export { expectedTensors, loadWeights, WeightsError, type Weights, type LayerWeights, type Tensor } from "./weights.js";
+export { expectedTensors, loadWeights, placement, WeightsError, type Weights, type LayerWeights, type Tensor } from "./weights.js";
+export { readGGUF, encodeGGUF, GGUFError, type GGUFFile } from "./formats/gguf.js";
+export { configFromGGUF, tensorsFromGGUF } from "./formats/gguf-model.js";
+export { ggufFile, type ExportOptions } from "./formats/gguf-export.js";
+export { convertRows, quantizeRow, dequantizeRow } from "./formats/blocks.js";
 export { OpenELM, KVCache, ContextError, NumericError, ropeTables } from "./model.js";
 export { ReferenceKernels } from "./kernels/reference.js";
 export { WasmKernels } from "./kernels/wasm.js";
 export type { Kernels } from "./kernels/types.js";
-export { loadModel, loadTokenizer, readConfig, createKernels, type ModelOptions, type KernelOptions } from "./load.js";
+export { loadModel, loadTokenizer, loadGGUFModel, loadGGUFTokenizer, readConfig, createKernels, type ModelOptions, type KernelOptions } from "./load.js";
 export { Tokenizer, TextStream } from "./tokenizer.js";
 export { decode, promptLookup, type DecodeOptions, type SpeculationStats } from "./generation/decode.js";
 export { Sampler, argmax, seededRandom, type SamplingOptions } from "./generation/sampler.js";
@@ -17,7 +21,7 @@ export { TextGenerator, Conversation, type GenerateOptions, type GenerateChunk, 
 export { renderChat, OPENELM_INSTRUCT_TEMPLATE, type ChatMessage } from "./generation/chat.js";
 export { encodeNpy, decodeNpy } from "./formats/npy.js";
 export { measureSpeed, measureBandwidth, weightBytesPerToken, KernelProfile, type SpeedOptions, type SpeedResult } from "./bench.js";
-export { randomWeights } from "./synthetic.js";
+export { randomWeights, randomCheckpoint } from "./synthetic.js";
 export { planModel } from "./load.js";
 export { ShardedKernels } from "./kernels/sharded.js";
 export { ThreadPool, type WorkerLike } from "./kernels/pool.js";
@@ -25,5 +29,6 @@ export { trace, compareTraces, compareTraceFiles, readTrace, encodeTrace, LAYER_
 export { Scorer, encodePair, type Score } from "./eval/loglikelihood.js";
 export { TASKS, readTask, type Request } from "./eval/tasks.js";
 export { evaluate, type TaskResult } from "./eval/evaluate.js";
-export { perplexity, type PerplexityResult } from "./eval/perplexity.js";
+export { perplexity, StridedPerplexity, type PerplexityResult } from "./eval/perplexity.js";
+export { Divergence, klDivergence, type DivergenceResult } from "./eval/divergence.js";
 export type { TapFn } from "./model.js";

@@ -5,15 +5,21 @@ import type { OpenELMConfig } from "./config.js";
 import { tensorBytes, type DType, type WeightType } from "./dtype.js";
 import { convertRows } from "./formats/blocks.js";
 import { seededRandom } from "./generation/sampler.js";
-import { allocateWeights, placement, type Weights } from "./weights.js";
+import type { TensorEntry } from "./formats/safetensors.js";
+import { allocateWeights, expectedTensors, placement, type Weights } from "./weights.js";
 
 const BLOCK = 1 << 20; // random values made once, then tiled over every tensor
 
-/** Random weights stored as `type` (one type, or a mix such as q4_k_m: see placement). */
-export function randomWeights(c: OpenELMConfig, arena: Arena, type: WeightType, layerMemory: number[] = [], seed = 42): Weights {
+function randomBlocks(seed: number) {
   const random = seededRandom(seed);
   const block = new Float32Array(BLOCK).map(() => (random() - 0.5) * 0.07); // about the spread of trained weights
   const norms = new Float32Array(BLOCK).map(() => 0.5 + random());
+  return { block, norms };
+}
+
+/** Random weights stored as `type` (one type, or a mix such as q4_k_m: see placement). */
+export function randomWeights(c: OpenELMConfig, arena: Arena, type: WeightType, layerMemory: number[] = [], seed = 42): Weights {
+  const { block, norms } = randomBlocks(seed);
   // BLOCK values in each storage type (a whole number of blocks of any type), tiled over every matrix
   const encoded = new Map<DType, Uint8Array>();
   const encode = (dtype: DType) => {
@@ -30,4 +36,21 @@ export function randomWeights(c: OpenELMConfig, arena: Arena, type: WeightType, 
     for (let at = 0; at < bytes; at += src.length) arena.bytes(tensor.ptr + at, Math.min(src.length, bytes - at)).set(src.subarray(0, Math.min(src.length, bytes - at)));
   }
   return weights;
+}
+
+/** The same random values as an f32 checkpoint that is never held whole: each tensor's bytes are made as they are read (to write GGUF files for benchmarks). */
+export function randomCheckpoint(c: OpenELMConfig, seed = 42): Map<string, TensorEntry> {
+  const { block, norms } = randomBlocks(seed);
+  const bytes = { matrix: new Uint8Array(block.buffer), norm: new Uint8Array(norms.buffer) };
+  return new Map([...expectedTensors(c)].map(([name, shape]) => {
+    const src = shape.length === 1 ? bytes.norm : bytes.matrix;
+    const read = async (at: number, into: Uint8Array) => {
+      for (let done = 0; done < into.length;) {
+        const from = (at + done) % src.length, n = Math.min(src.length - from, into.length - done);
+        into.set(src.subarray(from, from + n), done);
+        done += n;
+      }
+    };
+    return [name, { name, dtype: "f32", shape, bytes: shape.reduce((a, b) => a * b, 4), read }];
+  }));
 }
