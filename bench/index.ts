@@ -1,7 +1,9 @@
 // npm run bench [-- --shapes 270M,450M --threads N --out FILE.json]
 // Prints per-kernel throughput, the cost of choosing a token, and an end-to-end table (prefill at 128 and 512 tokens, decode at context
-// 128 and 1024, F32 and BF16, one thread and all), each end-to-end configuration in its own
-// `openelm bench` process so that peak memory is its own; writes everything as JSON.
+// 128 and 1024, F32 and BF16, one thread and all; Q8_0, Q4_0 and Q4_K_M at 128 tokens with all threads),
+// each end-to-end configuration in its own `openelm bench` process so that peak memory is its own; writes
+// everything as JSON. The bound is memory bandwidth over each type's true bytes per token. Side by side
+// with llama.cpp: npm run bench:peers.
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -37,11 +39,14 @@ console.log();
 
 type Row = Record<string, number | string | undefined>;
 const endToEnd: Row[] = [];
-const runs = shapes.flatMap((shape) => ["bf16", "f32"].flatMap((dtype) => [1, threads].filter((t, i, a) => a.indexOf(t) === i).flatMap((t) => [
-  { shape, dtype, threads: t, prefill: 128, context: 128 },
-  { shape, dtype, threads: t, prefill: 512, context: 1024 },
-])));
-console.log("shape  dtype threads  prefill  tok/s   decode@ctx  tok/s  bound tok/s  of bound  bandwidth GB/s  peak RSS MB");
+const runs = shapes.flatMap((shape) => [
+  ...["bf16", "f32"].flatMap((dtype) => [1, threads].filter((t, i, a) => a.indexOf(t) === i).flatMap((t) => [
+    { shape, dtype, threads: t, prefill: 128, context: 128 },
+    { shape, dtype, threads: t, prefill: 512, context: 1024 },
+  ])),
+  ...["q8_0", "q4_0", "q4_k_m"].map((dtype) => ({ shape, dtype, threads, prefill: 128, context: 128 })),
+]);
+console.log("shape  dtype  threads  prefill  tok/s   decode@ctx  tok/s  bound tok/s  of bound  bandwidth GB/s  peak RSS MB");
 for (const r of runs) {
   const decode = Math.max(8, Math.round(32 * 0.27 / PARAMS[r.shape]!)); // fewer steps for the big shapes
   const args = [CLI, "bench", "--shape", r.shape, "--dtype", r.dtype, "--threads", String(r.threads), "--prefill", String(r.prefill), "--decode", String(decode), "--context", String(r.context), "--json"];
@@ -53,7 +58,7 @@ for (const r of runs) {
   const j = JSON.parse(p.stdout) as Row;
   endToEnd.push(j);
   const f = (x: unknown, d = 1) => (typeof x === "number" ? x.toFixed(d) : "-");
-  console.log(`${r.shape.padEnd(6)} ${r.dtype.padEnd(5)} ${String(r.threads).padStart(7)} ${String(r.prefill).padStart(8)} ${f(j.prefill_tok_s).padStart(6)} ${String(j.decode_context).padStart(12)} ${f(j.decode_tok_s).padStart(6)} ${f(j.decode_bound_tok_s).padStart(12)} ${(f(Number(j.decode_fraction_of_bound) * 100, 0) + "%").padStart(9)} ${f(j.bandwidth_gb_s).padStart(15)} ${f(j.peak_rss_mb, 0).padStart(12)}`);
+  console.log(`${r.shape.padEnd(6)} ${r.dtype.padEnd(6)} ${String(r.threads).padStart(7)} ${String(r.prefill).padStart(8)} ${f(j.prefill_tok_s).padStart(6)} ${String(j.decode_context).padStart(12)} ${f(j.decode_tok_s).padStart(6)} ${f(j.decode_bound_tok_s).padStart(12)} ${(f(Number(j.decode_fraction_of_bound) * 100, 0) + "%").padStart(9)} ${f(j.bandwidth_gb_s).padStart(15)} ${f(j.peak_rss_mb, 0).padStart(12)}`);
 }
 writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), node: process.version, threads, kernels, sampler, endToEnd }, null, 1));
 console.log(`\nwrote ${values.out}`);
