@@ -6,7 +6,8 @@
 // with llama.cpp: npm run bench:peers.
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { configureV8 } from "openelm/node";
@@ -24,6 +25,13 @@ const { values } = parseArgs({
 const threads = Number(values.threads), shapes = values.shapes!.split(",");
 const CLI = fileURLToPath(new URL("../node/cli.js", import.meta.url));
 const PARAMS: Record<string, number> = { "270M": 0.27, "450M": 0.46, "1_1B": 1.08, "3B": 3.04 };
+
+/** GB/s of bench/read-bandwidth.c at each thread count (best of 10 passes over 1 GiB), or undefined without a C compiler. */
+function cReadLoop(counts: number[]): Record<string, number> | undefined {
+  const exe = join(tmpdir(), "openelm-read-bandwidth"), src = fileURLToPath(new URL("../../bench/read-bandwidth.c", import.meta.url));
+  if (spawnSync("cc", ["-O3", "-march=native", "-pthread", src, "-o", exe]).status !== 0) return undefined;
+  return Object.fromEntries([...new Set(counts)].map((t) => [String(t), Number(spawnSync(exe, [String(t), "1024", "10"], { encoding: "utf8" }).stdout)]));
+}
 
 const kernels = await kernelBenchmarks(threads);
 console.log("kernel                                         threads      ms   GFLOP/s     GB/s");
@@ -60,5 +68,14 @@ for (const r of runs) {
   const f = (x: unknown, d = 1) => (typeof x === "number" ? x.toFixed(d) : "-");
   console.log(`${r.shape.padEnd(6)} ${r.dtype.padEnd(6)} ${String(r.threads).padStart(7)} ${String(r.prefill).padStart(8)} ${f(j.prefill_tok_s).padStart(6)} ${String(j.decode_context).padStart(12)} ${f(j.decode_tok_s).padStart(6)} ${f(j.decode_bound_tok_s).padStart(12)} ${(f(Number(j.decode_fraction_of_bound) * 100, 0) + "%").padStart(9)} ${f(j.bandwidth_gb_s).padStart(15)} ${f(j.peak_rss_mb, 0).padStart(12)}`);
 }
-writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), node: process.version, threads, kernels, sampler, endToEnd }, null, 1));
+// the yardstick for the probe: a plain C read loop over 1 GiB, where a C compiler exists
+const yardstick = cReadLoop([1, threads]);
+if (yardstick) {
+  console.log("\nmemory bandwidth, GB/s   threads   plain C read loop   openelm probe (median of the rows above)");
+  for (const [t, c] of Object.entries(yardstick)) {
+    const probes = endToEnd.filter((j) => j.threads === Number(t)).map((j) => Number(j.bandwidth_gb_s)).sort((a, b) => a - b);
+    console.log(`${" ".repeat(24)} ${t.padStart(7)} ${c.toFixed(1).padStart(19)} ${(probes.length ? probes[probes.length >> 1]!.toFixed(1) : "-").padStart(15)}`);
+  }
+}
+writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), node: process.version, threads, kernels, sampler, endToEnd, c_read_loop_gb_s: yardstick }, null, 1));
 console.log(`\nwrote ${values.out}`);

@@ -22,7 +22,7 @@ function weightRange(w: Weights, arena: OpenELM["arena"]): [number, number] {
 }
 
 /** Read bandwidth in GB/s, measured by the kernels' streaming-read probe over the model's own weights. */
-export function measureBandwidth(model: OpenELM, repeats = 5): number | undefined {
+export function measureBandwidth(model: OpenELM, repeats = 10): number | undefined {
   const k = model.kernels as Kernels & { readBytes?: (ptr: number, bytes: number) => void };
   if (!k.readBytes) return undefined;
   const [start, end] = weightRange(model.weights, model.arena);
