@@ -235,32 +235,52 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
   }
 }
 
-// Q4_K and Q5_K: per sub-block j of 32, value d·sc_j·u − dmin·m_j with u unsigned (4 or 5 bits). One quad
-// is four sub-blocks; `scale` holds d·sc_j, `min` dmin·m_j, and dx is the row's scale for this super-block.
+// Q4_K and Q5_K: per sub-block j of 32, value d·sc_j·u − dmin·m_j with u unsigned (4 or 5 bits) and
+// 6-bit sc_j, m_j. As llama.cpp does, a super-block's Σ sc_j·(u · q_x) is kept in integers (at most
+// 8 · 8 · 127 · 31 · 63 per lane) and becomes a float once per 256 values, with the mins' term
+// dmin·Σ m_j·(dx·Σq_x) beside it.
+
+/** isum + four sub-blocks of 32 at x (one quad), each dot product times its scale (lanes 0..3 of sc). */
 // @ts-ignore: decorator
-@inline function quadK(x: usize, dx: f32, sums: usize, scale: v128, min: v128, w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, acc: v128): v128 {
+@inline function quadK(x: usize, sc: v128, w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, isum: v128): v128 {
   const z = i32x4.splat(0);
-  const s0 = dotUnsigned(v128.load(x, 16), w1, dotUnsigned(v128.load(x), w0, z));
-  const s1 = dotUnsigned(v128.load(x, 48), w3, dotUnsigned(v128.load(x, 32), w2, z));
-  const s2 = dotUnsigned(v128.load(x, 80), w5, dotUnsigned(v128.load(x, 64), w4, z));
-  const s3 = dotUnsigned(v128.load(x, 112), w7, dotUnsigned(v128.load(x, 96), w6, z));
-  acc = madd(sums4(s0, s1, s2, s3), f32x4.mul(scale, f32x4.splat(dx)), acc);
-  return f32x4.sub(acc, f32x4.mul(min, blockSums4(sums)));
+  isum = i32x4.add(isum, i32x4.mul(dotUnsigned(v128.load(x, 16), w1, dotUnsigned(v128.load(x), w0, z)), i32x4.shuffle(sc, sc, 0, 0, 0, 0)));
+  isum = i32x4.add(isum, i32x4.mul(dotUnsigned(v128.load(x, 48), w3, dotUnsigned(v128.load(x, 32), w2, z)), i32x4.shuffle(sc, sc, 1, 1, 1, 1)));
+  isum = i32x4.add(isum, i32x4.mul(dotUnsigned(v128.load(x, 80), w5, dotUnsigned(v128.load(x, 64), w4, z)), i32x4.shuffle(sc, sc, 2, 2, 2, 2)));
+  return i32x4.add(isum, i32x4.mul(dotUnsigned(v128.load(x, 112), w7, dotUnsigned(v128.load(x, 96), w6, z)), i32x4.shuffle(sc, sc, 3, 3, 3, 3)));
 }
 
-/** Sub-blocks 4·quad .. 4·quad + 3 of a Q4_K/Q5_K super-block at wb, unpacked to unsigned bytes, into rows' accumulators. */
+/** Four unsigned bytes at lanes 0..3 of v as i32x4. */
+// @ts-ignore: decorator
+@inline function ints4(v: v128): v128 {
+  return i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v));
+}
+
+/** The 6-bit scales (mins: false) or mins of sub-blocks 4·quad .. 4·quad + 3 from a super-block's 12 bytes v (ggml's get_scale_min_k4). */
+// @ts-ignore: decorator
+@inline function scalesK(v: v128, quad: i32, mins: bool): v128 {
+  const m6 = i8x16.splat(63), B = i8x16.shuffle(v, v, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
+  if (quad == 0) return ints4(v128.and(mins ? B : v, m6));
+  const C = i8x16.shuffle(v, v, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11);
+  return ints4(mins ? v128.or(bitsOf(C, 4, 0xf), up(bitsOf(B, 6, 3), 4)) : v128.or(v128.and(C, i8x16.splat(0xf)), up(bitsOf(v, 6, 3), 4)));
+}
+
+/** acc + one super-block of one activation row: d·dx·isum − Σ (dmin·m_j)·(dx·Σq_x over sub-block j). */
+// @ts-ignore: decorator
+@inline function superK(dx: f32, sums: usize, d: f32, mnA: v128, mnB: v128, isum: v128, acc: v128): v128 {
+  acc = madd(f32x4.convert_i32x4_s(isum), f32x4.splat(d * dx), acc);
+  return f32x4.sub(acc, madd(mnB, blockSums4(sums + 32), f32x4.mul(mnA, blockSums4(sums))));
+}
+
 // @ts-ignore: decorator
 @inline function rowsK(w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize, five: bool): void {
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const ds = xq + <usize>k, sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf), m6 = i8x16.splat(63);
+  const ds = xq + <usize>k, sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf);
   const size: usize = five ? 176 : 144, qs: usize = five ? 48 : 16;
   for (let sb = 0; sb < k >> 8; sb++) {
-    const wb = w + <usize>sb * size, d = f32x4.splat(half(wb)), dmin = f32x4.splat(half(wb + 2));
-    // the eight 6-bit scales and mins (ggml's get_scale_min_k4): bytes 0-3, 4-7 and 8-11 of the 12
-    const v = v128.load(wb + 4), B = i8x16.shuffle(v, v, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7), C = i8x16.shuffle(v, v, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11);
-    const scA = f32x4.mul(d, bytes4(v128.and(v, m6))), scB = f32x4.mul(d, bytes4(v128.or(v128.and(C, low), up(bitsOf(v, 6, 3), 4))));
-    const mnA = f32x4.mul(dmin, bytes4(v128.and(B, m6))), mnB = f32x4.mul(dmin, bytes4(v128.or(bitsOf(C, 4, 0xf), up(bitsOf(B, 6, 3), 4))));
+    const wb = w + <usize>sb * size, v = v128.load(wb + 4);
     let ha = five ? v128.load(wb + 16) : v128.splat<i32>(0), hb = five ? v128.load(wb + 32) : v128.splat<i32>(0);
+    let i0 = i32x4.splat(0), i1 = i0, i2 = i0, i3 = i0;
     for (let quad = 0; quad < 2; quad++) {
       // 64 bytes: sub-blocks 4·quad and 4·quad + 2 in the low nibbles of each 32, 4·quad + 1 and + 3 in the high
       const p = wb + qs + <usize>quad * 64;
@@ -268,26 +288,33 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
       let w0 = v128.and(qa0, low), w1 = v128.and(qb0, low), w2 = bitsOf(qa0, 4, 0xf), w3 = bitsOf(qb0, 4, 0xf);
       let w4 = v128.and(qa1, low), w5 = v128.and(qb1, low), w6 = bitsOf(qa1, 4, 0xf), w7 = bitsOf(qb1, 4, 0xf);
       if (five) {
-        // bit j of qh[l] is the fifth bit of value l of sub-block j; the bits of this quad's sub-blocks are
-        // brought down to bits 0..3 (constant shifts: variable ones cost more on x86)
-        w0 = v128.or(w0, up(bitsOf(ha, 0, 1), 4));
-        w1 = v128.or(w1, up(bitsOf(hb, 0, 1), 4));
-        w2 = v128.or(w2, up(bitsOf(ha, 1, 1), 4));
-        w3 = v128.or(w3, up(bitsOf(hb, 1, 1), 4));
-        w4 = v128.or(w4, up(bitsOf(ha, 2, 1), 4));
-        w5 = v128.or(w5, up(bitsOf(hb, 2, 1), 4));
-        w6 = v128.or(w6, up(bitsOf(ha, 3, 1), 4));
-        w7 = v128.or(w7, up(bitsOf(hb, 3, 1), 4));
+        // bit j of qh[l] is the fifth bit of value l of sub-block j; this quad's bits are in bits 0..3 (the
+        // second quad's are brought down below), each masked and moved up to bit 4 of its byte
+        w0 = v128.or(w0, up(v128.and(ha, i8x16.splat(1)), 4));
+        w1 = v128.or(w1, up(v128.and(hb, i8x16.splat(1)), 4));
+        w2 = v128.or(w2, up(v128.and(ha, i8x16.splat(2)), 3));
+        w3 = v128.or(w3, up(v128.and(hb, i8x16.splat(2)), 3));
+        w4 = v128.or(w4, up(v128.and(ha, i8x16.splat(4)), 2));
+        w5 = v128.or(w5, up(v128.and(hb, i8x16.splat(4)), 2));
+        w6 = v128.or(w6, up(v128.and(ha, i8x16.splat(8)), 1));
+        w7 = v128.or(w7, up(v128.and(hb, i8x16.splat(8)), 1));
         ha = i16x8.shr_u(ha, 4);
         hb = i16x8.shr_u(hb, 4);
       }
-      const scale = quad == 0 ? scA : scB, min = quad == 0 ? mnA : mnB, e = <usize>(sb * 256 + quad * 128);
-      const x = xq + e, dx = ds + (e >> 3), sx = sums + (e >> 2);
-      a0 = quadK(x, load<f32>(dx), sx, scale, min, w0, w1, w2, w3, w4, w5, w6, w7, a0);
-      if (rows > 1) a1 = quadK(x + rowBytes, load<f32>(dx + rowBytes), sx + rowBytes, scale, min, w0, w1, w2, w3, w4, w5, w6, w7, a1);
-      if (rows > 2) a2 = quadK(x + 2 * rowBytes, load<f32>(dx + 2 * rowBytes), sx + 2 * rowBytes, scale, min, w0, w1, w2, w3, w4, w5, w6, w7, a2);
-      if (rows > 3) a3 = quadK(x + 3 * rowBytes, load<f32>(dx + 3 * rowBytes), sx + 3 * rowBytes, scale, min, w0, w1, w2, w3, w4, w5, w6, w7, a3);
+      const sc = scalesK(v, quad, false), x = xq + <usize>(sb * 256 + quad * 128);
+      i0 = quadK(x, sc, w0, w1, w2, w3, w4, w5, w6, w7, i0);
+      if (rows > 1) i1 = quadK(x + rowBytes, sc, w0, w1, w2, w3, w4, w5, w6, w7, i1);
+      if (rows > 2) i2 = quadK(x + 2 * rowBytes, sc, w0, w1, w2, w3, w4, w5, w6, w7, i2);
+      if (rows > 3) i3 = quadK(x + 3 * rowBytes, sc, w0, w1, w2, w3, w4, w5, w6, w7, i3);
     }
+    // the super-block's float terms, for each activation row (dx: its q8_K scale, repeated per 32)
+    const d = half(wb), dmin = f32x4.splat(half(wb + 2));
+    const mnA = f32x4.mul(dmin, f32x4.convert_i32x4_s(scalesK(v, 0, true))), mnB = f32x4.mul(dmin, f32x4.convert_i32x4_s(scalesK(v, 1, true)));
+    const dx = ds + <usize>sb * 32, sx = sums + <usize>sb * 64;
+    a0 = superK(load<f32>(dx), sx, d, mnA, mnB, i0, a0);
+    if (rows > 1) a1 = superK(load<f32>(dx + rowBytes), sx + rowBytes, d, mnA, mnB, i1, a1);
+    if (rows > 2) a2 = superK(load<f32>(dx + 2 * rowBytes), sx + 2 * rowBytes, d, mnA, mnB, i2, a2);
+    if (rows > 3) a3 = superK(load<f32>(dx + 3 * rowBytes), sx + 3 * rowBytes, d, mnA, mnB, i3, a3);
   }
   store<f32>(out, hsum(a0));
   if (rows > 1) store<f32>(out + outStride, hsum(a1));
@@ -295,13 +322,31 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
   if (rows > 3) store<f32>(out + 3 * outStride, hsum(a3));
 }
 
-// Q6_K: value d·sc·(u − 32), u in 0..63, one int8 scale per 16 values; a quad is four groups of 16.
+// Q6_K: value d·sc·(u − 32), u in 0..63, one int8 scale per group of 16 values. As llama.cpp does, a
+// super-block's sum Σ sc·(u · q_x) is kept in integers (at most 16 · 128 · 4 · 127 · 63 per lane, far
+// below 2^31) and turned into a float once per 256 values, its offset once too: 32·d·Σ sc·(dx·Σq_x).
+
+/** Four int8 scales at p as i32x4. */
 // @ts-ignore: decorator
-@inline function quadQ6_K(x: usize, dx: f32, sums: usize, scale: v128, u0: v128, u1: v128, u2: v128, u3: v128, acc: v128): v128 {
+@inline function scales4(p: usize): v128 {
+  return i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(p)));
+}
+
+/** isum + the four groups of 16 at x, each dot product times its scale (lanes 0..3 of sc). */
+// @ts-ignore: decorator
+@inline function groupsQ6_K(x: usize, sc: v128, u0: v128, u1: v128, u2: v128, u3: v128, isum: v128): v128 {
   const z = i32x4.splat(0);
-  const s = sums4(dotUnsigned(v128.load(x), u0, z), dotUnsigned(v128.load(x, 16), u1, z), dotUnsigned(v128.load(x, 32), u2, z), dotUnsigned(v128.load(x, 48), u3, z));
-  acc = madd(s, f32x4.mul(scale, f32x4.splat(dx)), acc);
-  return f32x4.sub(acc, f32x4.mul(f32x4.mul(scale, f32x4.splat(32)), v128.load(sums)));
+  isum = i32x4.add(isum, i32x4.mul(dotUnsigned(v128.load(x), u0, z), i32x4.shuffle(sc, sc, 0, 0, 0, 0)));
+  isum = i32x4.add(isum, i32x4.mul(dotUnsigned(v128.load(x, 16), u1, z), i32x4.shuffle(sc, sc, 1, 1, 1, 1)));
+  isum = i32x4.add(isum, i32x4.mul(dotUnsigned(v128.load(x, 32), u2, z), i32x4.shuffle(sc, sc, 2, 2, 2, 2)));
+  return i32x4.add(isum, i32x4.mul(dotUnsigned(v128.load(x, 48), u3, z), i32x4.shuffle(sc, sc, 3, 3, 3, 3)));
+}
+
+/** acc + one super-block of one activation row: d·dx·isum − 32·d·Σ sc·sums (x: the row's super-block values). */
+// @ts-ignore: decorator
+@inline function superQ6_K(dx: f32, sums: usize, d: f32, f0: v128, f1: v128, f2: v128, f3: v128, isum: v128, acc: v128): v128 {
+  const offset = madd(f3, v128.load(sums, 48), madd(f2, v128.load(sums, 32), madd(f1, v128.load(sums, 16), f32x4.mul(f0, v128.load(sums)))));
+  return f32x4.sub(madd(f32x4.convert_i32x4_s(isum), f32x4.splat(d * dx), acc), f32x4.mul(f32x4.splat(32 * d), offset));
 }
 
 // @ts-ignore: decorator
@@ -309,10 +354,11 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
   const ds = xq + <usize>k, sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf);
   for (let sb = 0; sb < k >> 8; sb++) {
-    const wb = w + <usize>sb * 210, d = f32x4.splat(half(wb + 208));
+    const wb = w + <usize>sb * 210, d = half(wb + 208);
+    let i0 = i32x4.splat(0), i1 = i0, i2 = i0, i3 = i0;
     for (let n = 0; n < 2; n++) {
       // 128 values: position l of each 32 from ql[l] / ql[l+32] (low, high nibble) and two bits of qh[l]
-      const ql = wb + <usize>n * 64, qh = wb + 128 + <usize>n * 32, sc = wb + 192 + <usize>n * 8;
+      const ql = wb + <usize>n * 64, qh = wb + 128 + <usize>n * 32;
       let a = v128.load(ql), b = v128.load(ql, 32), h = v128.load(qh), a1v = v128.load(ql, 16), b1 = v128.load(ql, 48), h1 = v128.load(qh, 16);
       for (let quad = 0; quad < 2; quad++) {
         // groups of 16 values in order: (value l of the first 32, l = 0..15), (l = 16..31), then the second 32, ...
@@ -327,15 +373,23 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
         b1 = i16x8.shr_u(b1, 4);
         h = i16x8.shr_u(h, 4);
         h1 = i16x8.shr_u(h1, 4);
-        const scale = f32x4.mul(d, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(sc + <usize>quad * 4)))));
-        const e = <usize>(sb * 256 + n * 128 + quad * 64);
-        const x = xq + e, dx = ds + (e >> 3), sx = sums + (e >> 2);
-        a0 = quadQ6_K(x, load<f32>(dx), sx, scale, u0, u1, u2, u3, a0);
-        if (rows > 1) a1 = quadQ6_K(x + rowBytes, load<f32>(dx + rowBytes), sx + rowBytes, scale, u0, u1, u2, u3, a1);
-        if (rows > 2) a2 = quadQ6_K(x + 2 * rowBytes, load<f32>(dx + 2 * rowBytes), sx + 2 * rowBytes, scale, u0, u1, u2, u3, a2);
-        if (rows > 3) a3 = quadQ6_K(x + 3 * rowBytes, load<f32>(dx + 3 * rowBytes), sx + 3 * rowBytes, scale, u0, u1, u2, u3, a3);
+        // this quad's four scales (loaded where used: fewer vectors live across the loop)
+        const sc = scales4(wb + 192 + <usize>(n * 8 + quad * 4));
+        const x = xq + <usize>(sb * 256 + n * 128 + quad * 64);
+        i0 = groupsQ6_K(x, sc, u0, u1, u2, u3, i0);
+        if (rows > 1) i1 = groupsQ6_K(x + rowBytes, sc, u0, u1, u2, u3, i1);
+        if (rows > 2) i2 = groupsQ6_K(x + 2 * rowBytes, sc, u0, u1, u2, u3, i2);
+        if (rows > 3) i3 = groupsQ6_K(x + 3 * rowBytes, sc, u0, u1, u2, u3, i3);
       }
     }
+    // the super-block's float terms, for each activation row (dx: its q8_K scale, repeated per 32)
+    const sc = wb + 192, f0 = f32x4.convert_i32x4_s(scales4(sc)), f1 = f32x4.convert_i32x4_s(scales4(sc + 4));
+    const f2 = f32x4.convert_i32x4_s(scales4(sc + 8)), f3 = f32x4.convert_i32x4_s(scales4(sc + 12));
+    const dx = ds + <usize>sb * 32, sx = sums + <usize>sb * 64;
+    a0 = superQ6_K(load<f32>(dx), sx, d, f0, f1, f2, f3, i0, a0);
+    if (rows > 1) a1 = superQ6_K(load<f32>(dx + rowBytes), sx + rowBytes, d, f0, f1, f2, f3, i1, a1);
+    if (rows > 2) a2 = superQ6_K(load<f32>(dx + 2 * rowBytes), sx + 2 * rowBytes, d, f0, f1, f2, f3, i2, a2);
+    if (rows > 3) a3 = superQ6_K(load<f32>(dx + 3 * rowBytes), sx + 3 * rowBytes, d, f0, f1, f2, f3, i3, a3);
   }
   store<f32>(out, hsum(a0));
   if (rows > 1) store<f32>(out + outStride, hsum(a1));
