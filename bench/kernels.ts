@@ -18,6 +18,7 @@ const D = 1280, F = 2 * 5120; // 270M: model width, and proj_1 of the widest lay
 
 async function measure(threads: number, typescript = false): Promise<KernelRow[]> {
   const { arena, kernels } = await createNodeKernels(typescript ? { kernels: "typescript" } : { threads });
+  kernels.workspace(arena.alloc(1 << 20), 1 << 20); // activations prepared for each product
   const bench = new Bench({ time: 400, warmup: true });
   const rows: { name: string; flop: number; bytes: number }[] = [];
   const add = (name: string, flop: number, bytes: number, fn: () => void) => {

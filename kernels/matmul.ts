@@ -1,7 +1,7 @@
 // Matrix products out = x · Wᵀ with W [n × k] stored as f32, f16 or bf16 (the Hugging Face layout:
 // one row per output). Each call computes the output columns j0..j1, so threads can split the rows of W.
 import { Q8_0, matmulQ } from "./quant";
-import { F32, BF16, madd, hsum, widen4, widen1, pairLo, pairHi, pairXLo, pairXHi, BF16Bits, F16Bits } from "./simd";
+import { F32, BF16, madd, hsum, widen4, widen1, pairLo, pairHi, BF16Bits, F16Bits } from "./simd";
 
 // Prefill, m > 1: blocks of 4 rows of x × 2 rows of W, eight accumulators in registers. The two weight
 // rows stay in L1 while all of x streams past them from L2, so W is read from memory once per call.
@@ -49,19 +49,19 @@ function matmulBlocked<W>(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32
 
 // Decode, m = 1: bound by reading W. One weight row at a time, sixteen weights per step, so the reads
 // form a single sequential stream (measured here: the prefetchers sustain more for one stream than
-// for four rows read side by side). Each v128 of weights is loaded once (see pairLo/pairHi).
+// for four rows read side by side). Each v128 of weights is loaded once (see pairLo/pairHi); for 16-bit
+// weights x comes in the matching order, prepared once per product by pairActivations.
 function matvec<W>(out: usize, x: usize, w: usize, k: i32, j0: i32, j1: i32): void {
   const wb = <usize>sizeof<W>(), k16 = k & ~15, xEnd = x + <usize>k16 * 4;
   for (let j = j0; j < j1; j++) {
     let p = w + <usize>j * k * wb;
     let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
     for (let px = x; px < xEnd; px += 64) {
-      const x0 = v128.load(px), x1 = v128.load(px, 16), x2 = v128.load(px, 32), x3 = v128.load(px, 48);
       const r = v128.load(p), q = p + 8 * wb, s = v128.load(q);
-      a0 = madd(pairXLo<W>(x0, x1), pairLo<W>(p, r), a0);
-      a1 = madd(pairXHi<W>(x0, x1), pairHi<W>(p, r), a1);
-      a2 = madd(pairXLo<W>(x2, x3), pairLo<W>(q, s), a2);
-      a3 = madd(pairXHi<W>(x2, x3), pairHi<W>(q, s), a3);
+      a0 = madd(v128.load(px), pairLo<W>(p, r), a0);
+      a1 = madd(v128.load(px, 16), pairHi<W>(p, r), a1);
+      a2 = madd(v128.load(px, 32), pairLo<W>(q, s), a2);
+      a3 = madd(v128.load(px, 48), pairHi<W>(q, s), a3);
       p += 16 * wb;
     }
     let sum = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
@@ -70,7 +70,24 @@ function matvec<W>(out: usize, x: usize, w: usize, k: i32, j0: i32, j1: i32): vo
   }
 }
 
-/** out[m×n] = x[m×k] · W[n×k]ᵀ for output columns j0..j1; for quantized W, x is quantizeRows' output. */
+/**
+ * x[k] in the order matvec reads it against 16-bit weights: in each 8 of the first k & ~15 values the
+ * even ones, then the odd ones (the order pairLo and pairHi widen weights in); the rest as they are.
+ */
+export function pairActivations(out: usize, x: usize, k: i32): void {
+  const k16 = k & ~15;
+  for (let c = 0; c < k16; c += 8) {
+    const a = v128.load(x + <usize>c * 4), b = v128.load(x + <usize>c * 4, 16);
+    v128.store(out + <usize>c * 4, i32x4.shuffle(a, b, 0, 2, 4, 6));
+    v128.store(out + <usize>c * 4, i32x4.shuffle(a, b, 1, 3, 5, 7), 16);
+  }
+  for (let c = k16; c < k; c++) store<f32>(out + <usize>c * 4, load<f32>(x + <usize>c * 4));
+}
+
+/**
+ * out[m×n] = x[m×k] · W[n×k]ᵀ for output columns j0..j1; for quantized W, x is quantizeRows' output, and
+ * for 16-bit W and m = 1 pairActivations' output.
+ */
 export function matmul(out: usize, x: usize, w: usize, dtype: i32, m: i32, n: i32, k: i32, j0: i32, j1: i32): void {
   if (dtype >= Q8_0) matmulQ(out, x, w, dtype, m, n, k, j0, j1);
   else if (m == 1) {

@@ -42,7 +42,7 @@ export type F16Bits = i16;
 /**
  * Eight consecutive weights at p, loaded once, as two f32x4 halves. For f32 the halves are weights 0-3
  * and 4-7; for 16-bit types they are the even (0, 2, 4, 6) and odd (1, 3, 5, 7) weights, which costs one
- * shift or mask each. pairX gives the matching halves of eight x values.
+ * shift or mask each; pairActivations (matmul.ts) puts x in the same order.
  */
 // @ts-ignore: decorator
 @inline export function pairLo<W>(p: usize, v: v128): v128 {
@@ -56,17 +56,6 @@ export type F16Bits = i16;
   if (isSigned<W>()) return f32x4.mul(v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffe000)), f32x4.splat(5.192296858534828e33));
   return v128.and(v, i32x4.splat(0xffff0000));
 }
-// @ts-ignore: decorator
-@inline export function pairXLo<W>(a: v128, b: v128): v128 {
-  if (isFloat<W>()) return a;
-  return i32x4.shuffle(a, b, 0, 2, 4, 6);
-}
-// @ts-ignore: decorator
-@inline export function pairXHi<W>(a: v128, b: v128): v128 {
-  if (isFloat<W>()) return b;
-  return i32x4.shuffle(a, b, 1, 3, 5, 7);
-}
-
 /** Four consecutive weights at p as f32x4. */
 // @ts-ignore: decorator
 @inline export function widen4<W>(p: usize): v128 {

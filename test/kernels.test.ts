@@ -26,6 +26,7 @@ beforeAll(async () => {
   arena = created.arena;
   simd = created.kernels as WasmKernels;
   ref = new ReferenceKernels(arena);
+  simd.workspace(arena.alloc(1 << 20), 1 << 20);
   expect(simd.build).toBe(build);
   expect(simd.threads).toBe(threads);
 });

@@ -8,7 +8,11 @@ import type { Activation } from "../config.js";
 
 export interface Kernels {
   readonly name: string;
-  /** Scratch memory in the arena for the kernels that need it between steps (quantized activations); the model allocates it. */
+  /**
+   * Scratch memory in the arena for activations prepared once per product: quantized (quantWorkspace(m, k)
+   * bytes) for quantized weights, reordered (4·k bytes) for one row against 16-bit weights. The model
+   * allocates it; code calling the kernels directly must too.
+   */
   workspace(ptr: number, bytes: number): void;
   /**
    * out[m×n] = x[m×k] · W[n×k]ᵀ, with W stored as `wType`: floats widened to f32; quantized blocks
