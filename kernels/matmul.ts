@@ -1,7 +1,7 @@
 // Matrix products out = x · Wᵀ with W [n × k] stored as f32, f16 or bf16 (the Hugging Face layout:
 // one row per output). Each call computes the output columns j0..j1, so threads can split the rows of W.
 import { Q8_0, matmulQ } from "./quant";
-import { F32, BF16, madd, hsum, widen4, widen1, pairLo, pairHi, BF16Bits, F16Bits } from "./simd";
+import { F32, F16, BF16, madd, hsum, widen4, widen1, pairLo, pairHi, BF16Bits, F16Bits } from "./simd";
 
 // Prefill, m > 1: blocks of 4 rows of x × 2 rows of W, eight accumulators in registers. The two weight
 // rows stay in L1 while all of x streams past them from L2, so W is read from memory once per call.
@@ -64,24 +64,30 @@ function matvec<W>(out: usize, x: usize, w: usize, k: i32, j0: i32, j1: i32): vo
       a3 = madd(v128.load(px, 48), pairHi<W>(q, s), a3);
       p += 16 * wb;
     }
-    let sum = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
-    for (let c = k16; c < k; c++) sum += load<f32>(x + <usize>c * 4) * widen1<W>(p + <usize>(c - k16) * wb);
+    // f16: x came scaled by 2^56 and the weights by 2^-112; both scalings are exact
+    const scale: f32 = isSigned<W>() ? F16_HALF : 1;
+    let sum = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3))) * scale;
+    for (let c = k16; c < k; c++) sum += load<f32>(x + <usize>c * 4) / scale * widen1<W>(p + <usize>(c - k16) * wb);
     store<f32>(out + <usize>j * 4, sum);
   }
 }
 
+const F16_HALF: f32 = 7.205759403792794e16; // 2^56: x and the sum each carry half of the 2^112 that pairLo/pairHi leave out of f16 weights
+
 /**
  * x[k] in the order matvec reads it against 16-bit weights: in each 8 of the first k & ~15 values the
  * even ones, then the odd ones (the order pairLo and pairHi widen weights in); the rest as they are.
+ * For f16 weights also × 2^56 (see below).
  */
-export function pairActivations(out: usize, x: usize, k: i32): void {
-  const k16 = k & ~15;
+export function pairActivations(out: usize, x: usize, k: i32, dtype: i32): void {
+  // for f16, x × 2^56 and the sum × 2^56 make up for the weights' missing 2^112 (overflow would need |x| > 2^72)
+  const k16 = k & ~15, scale = f32x4.splat(dtype == F16 ? F16_HALF : 1);
   for (let c = 0; c < k16; c += 8) {
     const a = v128.load(x + <usize>c * 4), b = v128.load(x + <usize>c * 4, 16);
-    v128.store(out + <usize>c * 4, i32x4.shuffle(a, b, 0, 2, 4, 6));
-    v128.store(out + <usize>c * 4, i32x4.shuffle(a, b, 1, 3, 5, 7), 16);
+    v128.store(out + <usize>c * 4, f32x4.mul(i32x4.shuffle(a, b, 0, 2, 4, 6), scale));
+    v128.store(out + <usize>c * 4, f32x4.mul(i32x4.shuffle(a, b, 1, 3, 5, 7), scale), 16);
   }
-  for (let c = k16; c < k; c++) store<f32>(out + <usize>c * 4, load<f32>(x + <usize>c * 4));
+  for (let c = k16; c < k; c++) store<f32>(out + <usize>c * 4, load<f32>(x + <usize>c * 4) * f32x4.extract_lane(scale, 0));
 }
 
 /**

@@ -42,18 +42,20 @@ export type F16Bits = i16;
 /**
  * Eight consecutive weights at p, loaded once, as two f32x4 halves. For f32 the halves are weights 0-3
  * and 4-7; for 16-bit types they are the even (0, 2, 4, 6) and odd (1, 3, 5, 7) weights, which costs one
- * shift or mask each; pairActivations (matmul.ts) puts x in the same order.
+ * shift or mask each for bf16; pairActivations (matmul.ts) puts x in the same order. f16 weights come out
+ * as their value × 2^-112 (exponent and mantissa moved into place, not rescaled: a multiply saved).
  */
 // @ts-ignore: decorator
 @inline export function pairLo<W>(p: usize, v: v128): v128 {
   if (isFloat<W>()) return v;
-  return top16<W>(i32x4.shl(v, 16));
+  if (isSigned<W>()) return v128.and(i32x4.shr_s(i32x4.shl(v, 16), 3), i32x4.splat(0x8fffffff));
+  return i32x4.shl(v, 16);
 }
 // @ts-ignore: decorator
 @inline export function pairHi<W>(p: usize, v: v128): v128 {
   if (isFloat<W>()) return v128.load(p, 16);
   // f16: the shift moves the even weight's bits below bit 13, where the mask clears them
-  if (isSigned<W>()) return f32x4.mul(v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffe000)), f32x4.splat(5.192296858534828e33));
+  if (isSigned<W>()) return v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffe000));
   return v128.and(v, i32x4.splat(0xffff0000));
 }
 /** Four consecutive weights at p as f32x4. */

@@ -10,7 +10,7 @@ import { readRows } from "./reference.js";
 /** The exports of kernels/index.ts. */
 export interface WasmExports {
   matmul(out: number, x: number, w: number, dtype: number, m: number, n: number, k: number, j0: number, j1: number): void;
-  pairActivations(out: number, x: number, k: number): void;
+  pairActivations(out: number, x: number, k: number, dtype: number): void;
   attention(out: number, q: number, kCache: number, vCache: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number, h0: number, h1: number): void;
   rmsNorm(out: number, x: number, weight: number, rows: number, dim: number, eps: number): void;
   rope(x: number, cos: number, sin: number, rows: number, heads: number, headDim: number, pos0: number): void;
@@ -61,7 +61,7 @@ export class WasmKernels implements Kernels {
     } else if (m === 1 && wType !== "f32") {
       // one row against 16-bit weights: x reordered once to match how they are widened
       if (4 * k > this.scratch.bytes) throw new RangeError(`a ${wType} product of ${k} activations needs ${4 * k} bytes of workspace; the kernels have ${this.scratch.bytes}`);
-      this.k.pairActivations(this.scratch.ptr, x, k);
+      this.k.pairActivations(this.scratch.ptr, x, k, dtype);
       x = this.scratch.ptr;
     }
     if (!this.pool || m * n * k < this.minParallelWork) return this.k.matmul(out, x, w, dtype, m, n, k, 0, n);
