@@ -1,13 +1,23 @@
 // The core must run in any JS host: nothing outside src/node/ may import a Node built-in.
 import { readFileSync, readdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join, relative } from "node:path";
 import { expect, it } from "vitest";
+import { OPENELM_INSTRUCT_TEMPLATE } from "../src/generation/chat.js";
 import { ROOT } from "./helpers/oracle.js";
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
     e.isDirectory() ? (e.name === "node" ? [] : sources(join(dir, e.name))) : e.name.endsWith(".ts") ? [join(dir, e.name)] : []);
 }
+
+it("the package exports its bundled tokenizer and the instruct chat template, for bundlers and browsers", () => {
+  const require = createRequire(import.meta.url);
+  const tokenizer = JSON.parse(readFileSync(require.resolve("openelm/tokenizer.json"), "utf8"));
+  expect(Object.keys(tokenizer.model.vocab)).toHaveLength(32000);
+  const template = JSON.parse(readFileSync(require.resolve("openelm/chat-template.json"), "utf8"));
+  expect(template.chat_template).toBe(OPENELM_INSTRUCT_TEMPLATE); // the file is the one the code renders
+});
 
 it("src/ outside src/node/ imports no Node built-ins and no Node globals", () => {
   const files = sources(join(ROOT, "src"));
