@@ -10,7 +10,7 @@ import { evaluate, meanStderr, scoreRequest } from "../src/eval/evaluate.js";
 import { Scorer, encodePair } from "../src/eval/loglikelihood.js";
 import { Divergence, klDivergence } from "../src/eval/divergence.js";
 import { StridedPerplexity, perplexity } from "../src/eval/perplexity.js";
-import { TaskDataError, hellaswagPreprocess, readTask } from "../src/eval/tasks.js";
+import { TASKS, TaskDataError, hellaswagPreprocess, parseDocument, readTask } from "../src/eval/tasks.js";
 import { loadTokenizerFromFolder } from "../src/node/index.js";
 import type { Tokenizer } from "../src/tokenizer.js";
 import { MODELS, ORACLE, ROOT, loadOracle, oracleCases } from "./helpers/oracle.js";
@@ -123,6 +123,35 @@ describe("each task builds the harness's prompts", () => {
   ])("%s: bad input names the line and field", (task, jsonl, message) => {
     expect(() => readTask(task, jsonl)).toThrow(TaskDataError);
     expect(() => readTask(task, jsonl)).toThrow(message);
+  });
+
+  it("any line, any JSON in the task's fields: a well-formed request or a TaskDataError naming the line (fast-check)", () => {
+    const value = fc.oneof(fc.jsonValue(), fc.string(), fc.integer({ min: -3, max: 5 }), fc.constantFrom("1", "2", "A", "B"),
+      fc.array(fc.string(), { maxLength: 5 }), fc.record({ text: fc.array(fc.string(), { maxLength: 5 }), label: fc.array(fc.constantFrom("A", "B", "C"), { maxLength: 5 }) }));
+    // documents with the task's own fields (each present or not, holding anything), other JSON, other text
+    const doc = (task: string) => fc.record(Object.fromEntries(Object.keys(TASKS[task]!.fields).map((f) => [f, value])), { requiredKeys: [] }).map((d) => JSON.stringify(d));
+    const line = (task: string) => fc.oneof({ arbitrary: doc(task), weight: 4 }, fc.string(), fc.jsonValue().map((v) => JSON.stringify(v)));
+    let built = 0;
+    fc.assert(fc.property(fc.constantFrom(...Object.keys(TASKS)).chain((task) => fc.tuple(fc.constant(task), line(task))), ([task, text]) => {
+      let r;
+      try {
+        r = parseDocument(task, text, "data line 7");
+      } catch (e) {
+        expect(e).toBeInstanceOf(TaskDataError);
+        expect((e as Error).message).toMatch(/^data line 7: /);
+        return;
+      }
+      if (r === undefined) {
+        expect(text.trim()).toBe(""); // blank lines are skipped
+        return;
+      }
+      expect(r.choices.length).toBeGreaterThan(0);
+      expect(Number.isInteger(r.gold) && r.gold >= 0 && r.gold < r.choices.length).toBe(true);
+      for (const s of [...r.contexts, ...r.continuations, ...r.choices]) expect(typeof s).toBe("string");
+      expect(r.contexts.length).toBe(r.continuations.length);
+      built++;
+    }), { numRuns: 2000 });
+    expect(built).toBeGreaterThan(0); // some random documents are valid ones
   });
 });
 
