@@ -1,9 +1,10 @@
 // Matrix products with weights in ggml's quantized blocks (src/formats/blocks.ts describes the layouts).
-// As llama.cpp does, the activations are quantized too, to int8 in blocks of 32 with an f32 scale, so the
-// inner loop is an integer dot product of weight and activation bytes and each block adds one scaled sum.
-// Weights whose quants are unsigned and below 128 (Q4_0, Q4_K, Q5_K, Q6_K) use relaxed SIMD's
-// i8×i7 dot product where the host has it; their offset (q − 8, q − 32, a block's min) is applied once per
-// block through the activations' block sums. Q8_0's signed quants use widening multiplies.
+// As llama.cpp does, the activations are quantized too, to int8 with an f32 scale per block (of 32 for
+// Q8_0/Q4_0, of 256 for the K-quants), so the inner loop is an integer dot product of weight and activation
+// bytes, turned into a float once per block (Q8_0, Q4_0) or per super-block of 256 (K-quants). Weights whose
+// quants are unsigned and below 128 (Q4_0, Q4_K, Q5_K, Q6_K) use relaxed SIMD's i8×i7 dot product where the
+// host has it; their offset (q − 8, q − 32, a block's min) is applied through the activations' block sums.
+// Q8_0's signed quants use widening multiplies (measured faster here than the sign trick into the i8×i7 dot).
 import { madd, hsum } from "./simd";
 
 // Storage type codes after F32, F16, BF16 (src/dtype.ts DTYPE_CODE).
@@ -129,12 +130,6 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
   return f32x4.add(i32x4.shuffle(a, b, 0, 2, 4, 6), i32x4.shuffle(a, b, 1, 3, 5, 7));
 }
 
-/** Four unsigned bytes at lanes 0..3 of v as f32x4. */
-// @ts-ignore: decorator
-@inline function bytes4(v: v128): v128 {
-  return f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v)));
-}
-
 /**
  * (v >> s) & mask in every byte, for masks that keep only bits the shift brought from the same byte
  * (mask < 2^(8-s)): x86 has no byte shifts, so WebAssembly's i8x16 shifts cost several instructions
@@ -151,10 +146,10 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
   return i16x8.shl(v, s);
 }
 
-// The products: four blocks of 32 values at a time, so that each block's integer dot product is turned
-// into a float and scaled once per four blocks (two shuffle rounds sum four lanes of four vectors at once).
-// One weight row is read for `rows` activation rows (1 when decoding, 4 in prefill): the weights are
-// unpacked once and used four times. Every helper returns the row's accumulator with the quad added.
+// The products. Q8_0 and Q4_0 take four blocks of 32 values at a time, so that the blocks' integer dot
+// products become floats together (two shuffle rounds sum four lanes of four vectors at once). Every
+// format reads one weight row for `rows` activation rows (1 when decoding, 4 in prefill): the weights are
+// unpacked once and used four times.
 
 // Q8_0: x · w for four blocks, w signed: acc + Σ (dw·dx)·(q_w · q_x).
 // @ts-ignore: decorator
