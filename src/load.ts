@@ -59,7 +59,11 @@ async function fetchBuild(build: KernelBuild): Promise<ArrayBuffer> {
     throw new Error(`cannot fetch the kernels ${url}: ${e.message} (in Node, load through openelm/node; elsewhere pass KernelOptions.wasm)`);
   });
   if (!response.ok) throw new Error(`cannot fetch the kernels ${url}: HTTP ${response.status}`);
-  return response.arrayBuffer();
+  const bytes = await response.arrayBuffer(), magic = new Uint8Array(bytes, 0, Math.min(4, bytes.byteLength));
+  // a server that answers a missing file with its HTML page (as dev servers do) would give WebAssembly's cryptic "magic word" error
+  if (String.fromCharCode(...magic) !== "\0asm")
+    throw new Error(`${url} is not WebAssembly (${response.headers.get("content-type") ?? "no content type"}, ${bytes.byteLength} bytes): the kernel builds must be served beside dist/load.js, or given as KernelOptions.wasm`);
+  return bytes;
 }
 
 /** A module Web Worker running the kernel loop (browsers). */

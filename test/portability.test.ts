@@ -2,7 +2,8 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, relative } from "node:path";
-import { expect, it } from "vitest";
+import { expect, it, vi } from "vitest";
+import { createKernels } from "../src/load.js";
 import { OPENELM_INSTRUCT_TEMPLATE } from "../src/generation/chat.js";
 import { ROOT } from "./helpers/oracle.js";
 
@@ -17,6 +18,18 @@ it("the package exports its bundled tokenizer and the instruct chat template, fo
   expect(Object.keys(tokenizer.model.vocab)).toHaveLength(32000);
   const template = JSON.parse(readFileSync(require.resolve("openelm/chat-template.json"), "utf8"));
   expect(template.chat_template).toBe(OPENELM_INSTRUCT_TEMPLATE); // the file is the one the code renders
+});
+
+it("kernels fetched from a server that answers with a page or an error are refused with the URL, not WebAssembly's magic-word message", async () => {
+  const serve = (body: string, status: number, type: string) => vi.stubGlobal("fetch", async () => new Response(body, { status, headers: { "content-type": type } }));
+  try {
+    serve("<!doctype html><p>the app", 200, "text/html");
+    await expect(createKernels({ threads: 1 })).rejects.toThrow(/kernels-relaxed\.wasm is not WebAssembly \(text\/html, 25 bytes\): the kernel builds must be served beside dist\/load\.js/);
+    serve("not found", 404, "text/plain");
+    await expect(createKernels({ threads: 1 })).rejects.toThrow(/cannot fetch the kernels .*kernels-relaxed\.wasm: HTTP 404/);
+  } finally {
+    vi.unstubAllGlobals();
+  }
 });
 
 it("src/ outside src/node/ imports no Node built-ins and no Node globals", () => {
