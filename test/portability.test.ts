@@ -3,7 +3,9 @@ import { readFileSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, relative } from "node:path";
 import { expect, it, vi } from "vitest";
+import { Worker } from "node:worker_threads";
 import { createKernels } from "../src/load.js";
+import { nodeKernelOptions } from "../src/node/index.js";
 import { OPENELM_INSTRUCT_TEMPLATE } from "../src/generation/chat.js";
 import { ROOT } from "./helpers/oracle.js";
 
@@ -30,6 +32,13 @@ it("kernels fetched from a server that answers with a page or an error are refus
   } finally {
     vi.unstubAllGlobals();
   }
+});
+
+it("a worker whose script throws fails the start at once, with its message, instead of waiting 30 s", async () => {
+  const t0 = performance.now();
+  await expect(createKernels({ ...nodeKernelOptions(), threads: 2, spawnWorker: () => new Worker("throw new Error('no kernels here')", { eval: true }) }))
+    .rejects.toThrow("worker thread 1 failed to start: no kernels here");
+  expect(performance.now() - t0).toBeLessThan(10_000);
 });
 
 it("src/ outside src/node/ imports no Node built-ins and no Node globals", () => {

@@ -37,15 +37,23 @@ export class ThreadPool {
   /** Start threads-1 workers (the caller is the first thread) and wait until they are ready. */
   static async start(threads: number, spawn: () => WorkerLike, module: WebAssembly.Module, memories: WebAssembly.Memory[]): Promise<ThreadPool> {
     const control = new SharedArrayBuffer(ARGS_BYTE + 8 * MAX_ARGS);
+    let failure: string | undefined;
     const workers = Array.from({ length: threads - 1 }, (_, i) => {
-      const w = spawn();
+      const w = spawn() as WorkerLike & { on?: (event: "error", f: (e: unknown) => void) => void; addEventListener?: (event: "error", f: (e: unknown) => void) => void };
+      // a worker whose script is missing or throws says so at once, instead of the start timing out
+      const fail = (e: unknown) => (failure ??= `worker thread ${i + 1} failed to start: ${(e as { message?: string })?.message || "its script could not be loaded or threw"}`);
+      w.on?.("error", fail); // Node's worker_threads
+      w.addEventListener?.("error", fail); // Web Workers
       w.postMessage({ module, memories, control, index: i + 1, threads } satisfies WorkerInit);
       return w;
     });
     const pool = new ThreadPool(threads, workers, control);
     const deadline = Date.now() + 30_000;
     while (Atomics.load(pool.ctl, READY) < threads - 1) {
-      if (Date.now() > deadline) throw new Error(`worker threads did not start within 30 s (${Atomics.load(pool.ctl, READY)} of ${threads - 1} ready)`);
+      if (failure || Date.now() > deadline) {
+        for (const w of workers) w.terminate();
+        throw new Error(failure ?? `worker threads did not start within 30 s (${Atomics.load(pool.ctl, READY)} of ${threads - 1} ready)`);
+      }
       await new Promise((r) => setTimeout(r, 1));
     }
     return pool;
