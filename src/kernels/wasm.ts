@@ -51,16 +51,20 @@ export class WasmKernels implements Kernels {
     this.scratch = { ptr, bytes };
   }
 
+  private needWorkspace(bytes: number, what: string): void {
+    if (bytes > this.scratch.bytes) throw new RangeError(`${what} needs ${bytes} bytes of workspace; the kernels have ${this.scratch.bytes}`);
+  }
+
   matmul(out: number, x: number, w: number, wType: DType, m: number, n: number, k: number): void {
     const dtype = DTYPE_CODE[wType];
     if (isQuantized(wType)) {
       // the activations, quantized once on this thread, are what every thread's slice reads
-      if (quantWorkspace(m, k) > this.scratch.bytes) throw new RangeError(`a ${wType} product of ${m}×${k} activations needs ${quantWorkspace(m, k)} bytes of workspace; the kernels have ${this.scratch.bytes}`);
+      this.needWorkspace(quantWorkspace(m, k), `a ${wType} product of ${m}×${k} activations`);
       this.k.quantizeRows(this.scratch.ptr, x, m, k, isKQuant(wType) ? 1 : 0);
       x = this.scratch.ptr;
     } else if (m === 1 && wType !== "f32") {
       // one row against 16-bit weights: x reordered once to match how they are widened
-      if (4 * k > this.scratch.bytes) throw new RangeError(`a ${wType} product of ${k} activations needs ${4 * k} bytes of workspace; the kernels have ${this.scratch.bytes}`);
+      this.needWorkspace(4 * k, `a ${wType} product of ${k} activations`);
       this.k.pairActivations(this.scratch.ptr, x, k, dtype);
       x = this.scratch.ptr;
     }

@@ -8,6 +8,7 @@ import { Scorer } from "../../eval/loglikelihood.js";
 import { StridedPerplexity } from "../../eval/perplexity.js";
 import { TASKS, TaskDataError, parseDocument } from "../../eval/tasks.js";
 import { loadTokenizerFromFolder } from "../index.js";
+import type { Tokenizer } from "../../tokenizer.js";
 import { textLines, textPieces } from "../text.js";
 import { DEMO_MODEL, MODEL_HELP, UsageError, loadModel, parse, parseInteger, progressBar } from "./args.js";
 
@@ -30,26 +31,36 @@ export const HELP = {
 
 const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
+/** --context and --stride: the window and its step (undefined: the scorer's defaults). */
+function windowOptions(v: { context?: string; stride?: string }) {
+  const context = parseInteger("context", v.context, undefined, 2), stride = parseInteger("stride", v.stride, undefined, 1);
+  if (context !== undefined && stride !== undefined && stride > context) throw new UsageError(`--stride: ${stride} is longer than the window (--context ${context})`);
+  return { context, stride };
+}
+
+/** Stream a text file into a windowed scorer as token ids (the first piece with BOS); returns its bytes. */
+async function feedText(file: string, tokenizer: Tokenizer, vocabSize: number, scorer: { push(ids: number[]): void }, label: string): Promise<number> {
+  const progress = progressBar(label, mib);
+  let bytes = 0, first = true;
+  for await (const piece of textPieces(file)) {
+    const ids = first ? tokenizer.encode(piece.text) : tokenizer.encodeContinuation(piece.text);
+    first = false;
+    scorer.push(tokenizer.checkIds(ids, vocabSize));
+    bytes = piece.bytesRead;
+    progress?.(piece.bytesRead, piece.size);
+  }
+  return bytes;
+}
+
 export async function perplexity(args: string[]) {
   const v = parse(args, { file: { type: "string" }, stride: { type: "string" }, "kl-base": { type: "string" }, json: { type: "boolean" } });
   if (v.help) return console.log(`${HELP.perplexity}\n\n${MODEL_HELP}`);
   if (v["kl-base"] !== undefined) return divergence(v as typeof v & { "kl-base": string });
   if (!v.file) throw new UsageError("--file TEXT is required");
-  const window = parseInteger("context", v.context, undefined, 2);
-  const stride = parseInteger("stride", v.stride, undefined, 1);
-  if (window !== undefined && stride !== undefined && stride > window) throw new UsageError(`--stride: ${stride} is longer than the window (--context ${window})`);
+  const windows = windowOptions(v);
   const model = await loadModel({ ...v, context: undefined });
-  const tokenizer = await loadTokenizerFromFolder(v.model ?? DEMO_MODEL);
-  const scorer = new StridedPerplexity(model, { context: window, stride });
-  const progress = progressBar("scoring", mib);
-  let bytes = 0, first = true;
-  for await (const piece of textPieces(v.file)) {
-    const ids = first ? tokenizer.encode(piece.text) : tokenizer.encodeContinuation(piece.text);
-    first = false;
-    scorer.push(tokenizer.checkIds(ids, model.config.vocabSize));
-    bytes = piece.bytesRead;
-    progress?.(piece.bytesRead, piece.size);
-  }
+  const scorer = new StridedPerplexity(model, windows);
+  const bytes = await feedText(v.file, await loadTokenizerFromFolder(v.model ?? DEMO_MODEL), model.config.vocabSize, scorer, "scoring");
   const r = scorer.finish();
   const result = { tokens: r.tokens, nll: r.nll, ppl: r.ppl, bits_per_byte: r.nll / Math.LN2 / bytes, bytes, context: scorer.context, stride: scorer.stride };
   if (v.json) return console.log(JSON.stringify(result));
@@ -62,20 +73,11 @@ async function divergence(v: { file?: string; stride?: string; context?: string;
   if (!v.file) throw new UsageError("--file TEXT is required");
   const base = v["kl-base"], sameModel = WEIGHT_TYPES.includes(base as WeightType);
   if (!sameModel && !(await stat(base).catch(() => undefined))) throw new UsageError(`--kl-base: "${base}" is neither a storage type (${WEIGHT_TYPES.join(", ")}) nor a model folder or .gguf file`);
-  const window = parseInteger("context", v.context, undefined, 2), stride = parseInteger("stride", v.stride, undefined, 1);
-  if (window !== undefined && stride !== undefined && stride > window) throw new UsageError(`--stride: ${stride} is longer than the window (--context ${window})`);
+  const windows = windowOptions(v);
   const model = await loadModel({ ...v, context: undefined });
   const baseModel = await loadModel(sameModel ? { ...v, dtype: base, context: undefined } : { ...v, model: base, dtype: undefined, context: undefined }, "loading the base");
-  const tokenizer = await loadTokenizerFromFolder(v.model ?? DEMO_MODEL);
-  const scorer = new Divergence(model, baseModel, { context: window, stride });
-  const progress = progressBar("comparing", mib);
-  let first = true;
-  for await (const piece of textPieces(v.file)) {
-    const ids = first ? tokenizer.encode(piece.text) : tokenizer.encodeContinuation(piece.text);
-    first = false;
-    scorer.push(tokenizer.checkIds(ids, model.config.vocabSize));
-    progress?.(piece.bytesRead, piece.size);
-  }
+  const scorer = new Divergence(model, baseModel, windows);
+  await feedText(v.file, await loadTokenizerFromFolder(v.model ?? DEMO_MODEL), model.config.vocabSize, scorer, "comparing");
   const r = scorer.finish(), what = `${v.model ?? DEMO_MODEL}${v.dtype ? ` as ${v.dtype}` : ""}`, against = sameModel ? `the same weights as ${base}` : base;
   if (v.json) return console.log(JSON.stringify({ model: what, base: against, context: scorer.context, stride: scorer.stride, ...r }));
   const f = (x: number, d = 4) => x.toFixed(d);
