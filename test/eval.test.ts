@@ -128,8 +128,23 @@ describe("each task builds the harness's prompts", () => {
   it("any line, any JSON in the task's fields: a well-formed request or a TaskDataError naming the line (fast-check)", () => {
     const value = fc.oneof(fc.jsonValue(), fc.string(), fc.integer({ min: -3, max: 5 }), fc.constantFrom("1", "2", "A", "B"),
       fc.array(fc.string(), { maxLength: 5 }), fc.record({ text: fc.array(fc.string(), { maxLength: 5 }), label: fc.array(fc.constantFrom("A", "B", "C"), { maxLength: 5 }) }));
-    // documents with the task's own fields (each present or not, holding anything), other JSON, other text
-    const doc = (task: string) => fc.record(Object.fromEntries(Object.keys(TASKS[task]!.fields).map((f) => [f, value])), { requiredKeys: [] }).map((d) => JSON.stringify(d));
+    // a valid document of each task, then with one field replaced by anything or removed; other JSON; other text
+    const VALID: Record<string, Record<string, unknown>> = {
+      arc_easy: { question: "Q", choices: { text: ["a", "b"], label: ["A", "B"] }, answerKey: "B" },
+      arc_challenge: { question: "Q", choices: { text: ["a", "b", "c"], label: ["1", "2", "3"] }, answerKey: "3" },
+      boolq: { passage: "p", question: "q", label: 1 },
+      hellaswag: { activity_label: "a", ctx_a: "b", ctx_b: "c", endings: ["d", "e"], label: "1" },
+      piqa: { goal: "g", sol1: "a", sol2: "b", label: 0 },
+      sciq: { question: "q", support: "s", distractor1: "a", distractor2: "b", distractor3: "c", correct_answer: "d" },
+      winogrande: { sentence: "x _ y", option1: "a", option2: "b", answer: "2" },
+    };
+    expect(Object.keys(VALID).sort()).toEqual(Object.keys(TASKS).sort());
+    const doc = (task: string) => fc.tuple(fc.option(fc.tuple(fc.constantFrom(...Object.keys(VALID[task]!)), fc.option(value))), fc.constant(VALID[task]!))
+      .map(([change, valid]) => {
+        const d: Record<string, unknown> = { ...valid };
+        if (change) change[1] === null ? delete d[change[0]] : (d[change[0]] = change[1]);
+        return JSON.stringify(d);
+      });
     const line = (task: string) => fc.oneof({ arbitrary: doc(task), weight: 4 }, fc.string(), fc.jsonValue().map((v) => JSON.stringify(v)));
     let built = 0;
     fc.assert(fc.property(fc.constantFrom(...Object.keys(TASKS)).chain((task) => fc.tuple(fc.constant(task), line(task))), ([task, text]) => {
