@@ -416,7 +416,7 @@ export function matmulQ(out: usize, xq: usize, w: usize, dtype: i32, m: i32, n: 
     : dtype == Q4_K ? <usize>(k >> 8) * 144 : dtype == Q5_K ? <usize>(k >> 8) * 176 : <usize>(k >> 8) * 210;
   // weight rows in tiles of about 128 KiB, which stay in cache while every activation row passes over
   // them: four at a time (each weight row unpacked once per four), then one at a time
-  const tile = max<i32>(4, <i32>((128 << 10) / wRow));
+  const tile = max<i32>(4, <i32>(<usize>(128 << 10) / wRow));
   for (let t0 = j0; t0 < j1; t0 += tile) {
     const t1 = min(j1, t0 + tile);
     let i = 0;
