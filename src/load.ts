@@ -52,9 +52,17 @@ export async function readConfig(files: ModelFiles): Promise<OpenELMConfig> {
   return parseConfig(parseJsonObject(text, "config.json", { uniqueKeys: true }));
 }
 
-// dist/load.js sits beside dist/kernels-BUILD.wasm
+// dist/load.js sits beside dist/kernels-BUILD.wasm and dist/kernels/web-worker.js. Each location is a literal
+// `new URL("./file", import.meta.url)`, the form bundlers (Vite, webpack, Rollup, Parcel) find and emit as assets.
+const BUILD_URLS: Record<KernelBuild, URL> = {
+  simd: new URL("./kernels-simd.wasm", import.meta.url),
+  relaxed: new URL("./kernels-relaxed.wasm", import.meta.url),
+  "simd-shared": new URL("./kernels-simd-shared.wasm", import.meta.url),
+  "relaxed-shared": new URL("./kernels-relaxed-shared.wasm", import.meta.url),
+};
+
 async function fetchBuild(build: KernelBuild): Promise<ArrayBuffer> {
-  const url = new URL(`./kernels-${build}.wasm`, import.meta.url);
+  const url = BUILD_URLS[build];
   const response = await fetch(url).catch((e: Error) => {
     throw new Error(`cannot fetch the kernels ${url}: ${e.message} (in Node, load through openelm/node; elsewhere pass KernelOptions.wasm)`);
   });
@@ -62,11 +70,11 @@ async function fetchBuild(build: KernelBuild): Promise<ArrayBuffer> {
   const bytes = await response.arrayBuffer(), magic = new Uint8Array(bytes, 0, Math.min(4, bytes.byteLength));
   // a server that answers a missing file with its HTML page (as dev servers do) would give WebAssembly's cryptic "magic word" error
   if (String.fromCharCode(...magic) !== "\0asm")
-    throw new Error(`${url} is not WebAssembly (${response.headers.get("content-type") ?? "no content type"}, ${bytes.byteLength} bytes): the kernel builds must be served beside dist/load.js, or given as KernelOptions.wasm`);
+    throw new Error(`${url} is not WebAssembly (${response.headers.get("content-type") ?? "no content type"}, ${bytes.byteLength} bytes): the kernel builds must be served beside dist/load.js (README: "Bundlers"), or given as KernelOptions.wasm`);
   return bytes;
 }
 
-/** A module Web Worker running the kernel loop (browsers). */
+/** A module Web Worker running the kernel loop (browsers); bundlers emit web-worker.js and its imports as a worker chunk. */
 const webWorker = () => new Worker(new URL("./kernels/web-worker.js", import.meta.url), { type: "module" });
 
 /** Can this host share memory between threads? (Browsers need cross-origin isolation.) */
