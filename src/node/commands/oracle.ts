@@ -1,6 +1,6 @@
 // Tools for other ports: `trace` writes the named taps of one forward pass, `compare` finds where two
 // traces part, `conformance` writes a self-contained pack of reference checkpoints, inputs and outputs.
-import { cp, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { access, cp, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import picomatch from "picomatch";
@@ -20,12 +20,17 @@ export const HELP = {
   For each tap in forward order: max absolute error, relative error (max |A − B| / max |B|) and cosine
   similarity, B being the reference; names the first tap whose relative error exceeds --rtol. Exit 0 when
   none does, 1 at a divergence, 2 when a file cannot be read or the names or shapes differ.`,
-  conformance: `openelm conformance --out DIR
+  conformance: `openelm conformance --out DIR [--ref DIR]
   Write a self-contained conformance pack: the reference checkpoints, their input ids, expected logits
-  (.npy), taps (.safetensors) and greedy ids, and a README on how to check a port and which tolerances apply.`,
+  (.npy), taps (.safetensors) and greedy ids, and a README on how to check a port and which tolerances apply.
+  --ref: the reference data (the repository's ref/ folder: oracle/, traces/, past-context/,
+  conformance-README.md); default: ref/ of this installation, which a clone of the repository has and the
+  npm package does not.`,
 };
 
-const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+/** The repository's reference data; the npm package holds only the demo model of it. */
+const REF = fileURLToPath(new URL("../../../ref", import.meta.url));
+const REF_PARTS = ["oracle", "traces", "past-context", "conformance-README.md"];
 
 /** The tap names a --taps PATTERN selects: comma-separated globs, matched by picomatch (no extglobs, so in linear time). */
 export function tapFilter(pattern: string | undefined): (name: string) => boolean {
@@ -98,10 +103,14 @@ export async function compare(args: string[]): Promise<number | void> {
 }
 
 export async function conformance(args: string[]) {
-  const v = parse(args, { out: { type: "string" } });
+  const v = parse(args, { out: { type: "string" }, ref: { type: "string" } });
   if (v.help) return console.log(HELP.conformance);
   if (!v.out) throw new UsageError("--out DIR is required");
-  const oracle = join(ROOT, "ref/oracle"), traces = join(ROOT, "ref/traces"), past = join(ROOT, "ref/past-context");
+  const ref = v.ref ?? REF;
+  for (const part of REF_PARTS)
+    if (!(await access(join(ref, part)).then(() => true, () => false)))
+      throw new UsageError(`${v.ref ? "--ref " : ""}${ref} has no ${part}: the conformance data is in the openelm repository's ref/ folder, not in the npm package; clone the repository and pass --ref path/to/openelm/ref`);
+  const oracle = join(ref, "oracle"), traces = join(ref, "traces"), past = join(ref, "past-context");
   const models = (await readdir(oracle, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort();
   const index = [];
   for (const name of models) {
@@ -115,7 +124,7 @@ export async function conformance(args: string[]) {
     index.push({ model: name, cases: cases.map((c, k) => ({ ids: c.ids, logits: `logits-${k}.npy`, trace: `trace-${k}.safetensors` })), past_context: "past-context.json" });
   }
   await writeFile(join(v.out, "index.json"), JSON.stringify({ models: index }, null, 1));
-  await writeFile(join(v.out, "README.md"), await readFile(join(ROOT, "ref/conformance-README.md"), "utf8"));
+  await writeFile(join(v.out, "README.md"), await readFile(join(ref, "conformance-README.md"), "utf8"));
   console.log(`wrote ${v.out}: ${models.length} models, ${index.reduce((a, m) => a + m.cases.length, 0)} cases`);
 }
 
