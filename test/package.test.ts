@@ -1,0 +1,98 @@
+// The npm package as a user meets it: the packed tarball is lean (the built code, the demo model, the
+// chat template, LICENSE, README), installs into an empty project without building anything, and its
+// command line and entry points give what the repository gives.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { ROOT } from "./helpers/oracle.js";
+import { installedProject, type InstalledProject } from "./bundlers/project.js";
+
+let project: InstalledProject;
+beforeAll(() => {
+  project = installedProject();
+}, 300_000);
+
+const run = (cmd: string, args: string[], cwd: string) => spawnSync(cmd, args, { cwd, encoding: "utf8", timeout: 120_000 });
+const npx = (...args: string[]) => run("npx", ["--no-install", "openelm", ...args], project.dir);
+const repoCli = (...args: string[]) => run(process.execPath, [join(ROOT, "dist/node/cli.js"), ...args], ROOT);
+
+/** Files under `dir`, relative to the repository. */
+const filesUnder = (dir: string): string[] =>
+  readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)]));
+
+describe("the tarball", () => {
+  it("holds the built code, the demo model, the chat template, LICENSE and README, and nothing else", () => {
+    const paths = project.pack.files.map((f) => f.path).sort();
+    const built = filesUnder("dist").filter((p) => !/\.map$|^dist\/(bench|docs)\//.test(p));
+    expect(paths).toEqual([...built, "LICENSE", "README.md", "package.json", "ref/openelm-instruct-chat-template.json",
+      "ref/oracle/elm-tiny-32k/config.json", "ref/oracle/elm-tiny-32k/model.safetensors"].sort());
+    for (const p of ["dist/kernels-simd.wasm", "dist/kernels-relaxed.wasm", "dist/kernels-simd-shared.wasm", "dist/kernels-relaxed-shared.wasm",
+      "dist/kernels/web-worker.js", "dist/node/worker.js", "dist/node/cli.js", "dist/tokenizer.json", "dist/index.d.ts"]) expect(paths).toContain(p);
+    expect(project.pack.size).toBeLessThan(6e6); // 4 MB today: half of it is the demo model's weights
+  });
+
+  it("installs from the tarball without building anything: no install script runs, no compiler is fetched", () => {
+    const modules = join(project.dir, "node_modules");
+    expect(existsSync(join(modules, "openelm/dist/index.js"))).toBe(true);
+    for (const absent of ["assemblyscript", "typescript", "vitest", "openelm/src", "openelm/kernels"]) expect(existsSync(join(modules, absent)), absent).toBe(false);
+    // npm prints "> openelm@0.1.0 SCRIPT" for every lifecycle script it runs in the foreground
+    expect(project.installLog).not.toMatch(/> openelm@/);
+    expect(project.installSeconds).toBeLessThan(120);
+  });
+});
+
+describe("installed in an empty project", () => {
+  it("npx openelm generate gives the repository's text and ids with the bundled demo model", () => {
+    const args = ["generate", "--prompt", "Once upon a time", "--max-new-tokens", "8", "--temperature", "0"];
+    const ours = npx(...args), repo = repoCli(...args);
+    expect(ours.status, ours.stderr).toBe(0);
+    expect(ours.stdout).toBe(repo.stdout);
+    expect(ours.stdout.startsWith("Once upon a time")).toBe(true);
+    const json = npx(...args, "--json"), repoJson = repoCli(...args, "--json");
+    expect(JSON.parse(json.stdout).ids).toEqual(JSON.parse(repoJson.stdout).ids);
+    expect(JSON.parse(json.stdout).ids).toHaveLength(8);
+  });
+
+  it("npx openelm --version prints the package's version", () => {
+    const r = npx("--version");
+    expect(r.stdout.trim()).toBe(`openelm ${(JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version}`);
+  });
+
+  it("import('openelm') and import('openelm/node') load the demo model and decode as the repository does", () => {
+    const script = join(project.dir, "decode.mjs");
+    writeFileSync(script, `
+      import { decode, TextGenerator } from "openelm";
+      import { loadModelFromFolder, loadTokenizerFromFolder } from "openelm/node";
+      import { fileURLToPath } from "node:url";
+      const dir = fileURLToPath(new URL("./node_modules/openelm/ref/oracle/elm-tiny-32k", import.meta.url));
+      const model = await loadModelFromFolder(dir, { threads: 2 }), tokenizer = await loadTokenizerFromFolder(dir);
+      const ids = [...decode(model, model.newCache(), tokenizer.encode("Once upon a time"), { maxNewTokens: 8 })];
+      const text = (await new TextGenerator(model, tokenizer).complete("Once upon a time", { maxNewTokens: 8 })).text;
+      const resolved = ["openelm/tokenizer.json", "openelm/chat-template.json"].map((s) => import.meta.resolve(s));
+      console.log(JSON.stringify({ ids, text, kernels: model.kernels.name, resolved }));
+      await model.close();
+    `);
+    const r = run(process.execPath, [script], project.dir);
+    expect(r.stderr).toBe("");
+    const out = JSON.parse(r.stdout) as { ids: number[]; text: string; kernels: string; resolved: string[] };
+    const repo = JSON.parse(repoCli("generate", "--prompt", "Once upon a time", "--max-new-tokens", "8", "--temperature", "0", "--threads", "2", "--json").stdout);
+    expect(out.ids).toEqual(repo.ids);
+    expect(out.text).toBe(repo.text);
+    expect(out.kernels).toBe("wasm-relaxed-shared ×2 threads");
+    for (const url of out.resolved) expect(existsSync(new URL(url)), url).toBe(true);
+  });
+
+  it("openelm conformance asks for the repository's reference data, which the package does not hold, and uses it with --ref", () => {
+    const out = mkdtempSync(join(tmpdir(), "openelm-pack-"));
+    const missing = npx("conformance", "--out", out);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/openelm: usage: .*ref has no traces: the conformance data is in the openelm repository's ref\/ folder, not in the npm package; clone the repository and pass --ref path\/to\/openelm\/ref/);
+    const r = npx("conformance", "--out", out, "--ref", join(ROOT, "ref"));
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^wrote .*: 5 models, \d+ cases/);
+    expect(existsSync(join(out, "models/elm-tiny-gqa/trace-0.safetensors"))).toBe(true);
+    expect(existsSync(join(out, "README.md"))).toBe(true);
+  });
+});
