@@ -9,6 +9,7 @@ import * as conversion from "./commands/convert.js";
 import * as evaluation from "./commands/eval.js";
 import * as generation from "./commands/generate.js";
 import * as oracle from "./commands/oracle.js";
+import * as webDemo from "./commands/web.js";
 
 /** Each command resolves to its exit code (nothing: 0). */
 const COMMANDS: Record<string, (args: string[]) => Promise<number | void>> = {
@@ -23,8 +24,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number | void>> = {
   compare: oracle.compare,
   conformance: oracle.conformance,
   convert: conversion.convert,
+  web: webDemo.web,
 };
-const HELP = { ...generation.HELP, ...conformance.HELP, ...evaluation.HELP, ...bench.HELP, ...oracle.HELP, ...conversion.HELP };
+const HELP = { ...generation.HELP, ...conformance.HELP, ...evaluation.HELP, ...bench.HELP, ...oracle.HELP, ...conversion.HELP, ...webDemo.HELP };
 const USAGE = `usage: openelm <command> [options]     (openelm <command> --help for its options; openelm --version)
 
 ${Object.values(HELP).join("\n\n")}
