@@ -61,21 +61,30 @@ const BUILD_URLS: Record<KernelBuild, URL> = {
   "relaxed-shared": new URL("./kernels-relaxed-shared.wasm", import.meta.url),
 };
 
+const SERVE_BESIDE = 'the kernel builds must be served beside dist/load.js or the bundle that holds it (README: "Bundlers"), or given as KernelOptions.wasm';
+
 async function fetchBuild(build: KernelBuild): Promise<ArrayBuffer> {
   const url = BUILD_URLS[build];
   const response = await fetch(url).catch((e: Error) => {
     throw new Error(`cannot fetch the kernels ${url}: ${e.message} (in Node, load through openelm/node; elsewhere pass KernelOptions.wasm)`);
   });
-  if (!response.ok) throw new Error(`cannot fetch the kernels ${url}: HTTP ${response.status}`);
+  if (!response.ok) throw new Error(`cannot fetch the kernels ${url}: HTTP ${response.status} (${SERVE_BESIDE})`);
   const bytes = await response.arrayBuffer(), magic = new Uint8Array(bytes, 0, Math.min(4, bytes.byteLength));
   // a server that answers a missing file with its HTML page (as dev servers do) would give WebAssembly's cryptic "magic word" error
   if (String.fromCharCode(...magic) !== "\0asm")
-    throw new Error(`${url} is not WebAssembly (${response.headers.get("content-type") ?? "no content type"}, ${bytes.byteLength} bytes): the kernel builds must be served beside dist/load.js (README: "Bundlers"), or given as KernelOptions.wasm`);
+    throw new Error(`${url} is not WebAssembly (${response.headers.get("content-type") ?? "no content type"}, ${bytes.byteLength} bytes): ${SERVE_BESIDE}`);
   return bytes;
 }
 
 /** A module Web Worker running the kernel loop (browsers); bundlers emit web-worker.js and its imports as a worker chunk. */
-const webWorker = () => new Worker(new URL("./kernels/web-worker.js", import.meta.url), { type: "module" });
+function webWorker(): Worker {
+  const worker = new Worker(new URL("./kernels/web-worker.js", import.meta.url), { type: "module" });
+  // a script that cannot be loaded gives an error event with no message: say which file is missing
+  worker.addEventListener("error", (e) => (e as ErrorEvent).message || Object.defineProperty(e, "message", {
+    value: 'its script kernels/web-worker.js could not be loaded: it must be served beside dist/load.js or the bundle that holds it (README: "Bundlers"), or give KernelOptions.spawnWorker',
+  }));
+  return worker;
+}
 
 /** Can this host share memory between threads? (Browsers need cross-origin isolation.) */
 function canShareMemory(): boolean {
