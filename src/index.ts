@@ -32,3 +32,7 @@ export { evaluate, type TaskResult } from "./eval/evaluate.js";
 export { perplexity, StridedPerplexity, type PerplexityResult } from "./eval/perplexity.js";
 export { Divergence, klDivergence, type DivergenceResult } from "./eval/divergence.js";
 export type { TapFn } from "./model.js";
+export { urlSource, urlFiles, type DownloadProgress, type WebLoadOptions } from "./web/http.js";
+export { blobSource, fileListFiles, directoryFiles } from "./web/local.js";
+export { listModelCache, clearModelCache, type CachedFile } from "./web/cache.js";
+export { openModel, type ModelLocation } from "./web/open.js";
