@@ -1,0 +1,201 @@
+// The demo page as a user meets it: `openelm web` (the built CLI) serving the Vite-built page, driven in
+// Debian's Chromium. Greedy chat gives Node's ids, Stop stops mid-stream, the look-inside views hold the
+// model's real numbers, and a page without cross-origin isolation says so and runs on one thread.
+// Screenshots go to test-results/demo/.
+import { spawn, type ChildProcess } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseConfig } from "../src/config.js";
+import { argmax } from "../src/generation/sampler.js";
+import { TextGenerator } from "../src/generation/stream.js";
+import { loadTokenizerFromFolder } from "../src/node/index.js";
+import { trace } from "../src/trace.js";
+import { ORACLE, ROOT, loadOracle } from "./helpers/oracle.js";
+
+const CHROMIUM = "/usr/bin/chromium"; // installed by test/browser/ensure-chromium.mjs (npm pretest)
+const DEMO = join(ORACLE, "elm-tiny-32k");
+const SHOTS = join(ROOT, "test-results/demo");
+const tmp = mkdtempSync(join(tmpdir(), "openelm-demo-"));
+let server: ChildProcess, browser: Browser, base = "";
+
+beforeAll(async () => {
+  expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: run node test/browser/ensure-chromium.mjs`).toBe(true);
+  expect(existsSync(join(ROOT, "dist/demo/index.html")), "the demo page is not built: run npm run build:web").toBe(true);
+  mkdirSync(SHOTS, { recursive: true });
+  // --model: the demo weights with a long context, so that a reply can run long enough to be stopped
+  const long = join(tmp, "elm-tiny-long");
+  mkdirSync(long);
+  copyFileSync(join(DEMO, "model.safetensors"), join(long, "model.safetensors"));
+  writeFileSync(join(long, "config.json"), JSON.stringify({ ...JSON.parse(readFileSync(join(DEMO, "config.json"), "utf8")), max_context_length: 4096 }));
+  server = spawn(process.execPath, [join(ROOT, "dist/node/cli.js"), "web", "--port", "0", "--model", long], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  base = await new Promise<string>((ok, fail) => {
+    server.stdout!.on("data", (d) => {
+      out += d;
+      const m = /openelm web: (http:\/\/\S+)/.exec(out);
+      if (m) ok(m[1]!);
+    });
+    server.stderr!.on("data", (d) => (out += d));
+    server.once("exit", (code) => fail(new Error(`openelm web exited with ${code}: ${out}`)));
+  });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  if (server && server.exitCode === null) {
+    const exited = new Promise((r) => server.once("exit", r));
+    server.kill("SIGINT"); // the way a user stops it: it must exit by itself
+    await exited;
+  }
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** The page, with a model loaded: "models/demo/" or "models/local/". */
+async function open(model: string, isolated = true): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  if (!isolated)
+    // as a server that sends no COOP/COEP would: the page's own response without them
+    await page.route(base, async (route) => {
+      const response = await route.fetch();
+      const headers = Object.fromEntries(Object.entries(response.headers()).filter(([k]) => !k.startsWith("cross-origin-")));
+      await route.fulfill({ response, headers });
+    });
+  await page.goto(base);
+  await page.selectOption("#model-choice", model);
+  await page.click("#load");
+  await page.waitForSelector("#model-status:is([data-state=loaded], [data-state=error])", { timeout: 30_000 });
+  expect(errors).toEqual([]);
+  expect(await page.getAttribute("#model-status", "data-state"), await page.textContent("#model-status") ?? "").toBe("loaded");
+  return page;
+}
+
+async function settings(page: Page, s: { temperature: number; maxTokens: number; ignoreEos: boolean }) {
+  await page.fill("#temperature", String(s.temperature));
+  await page.fill("#max-tokens", String(s.maxTokens));
+  await page.setChecked("#ignore-eos", s.ignoreEos);
+}
+
+/** Send the n-th message (from 1) and return the selector of its reply (turns alternate: message, reply). */
+async function chat(page: Page, text: string, n: number): Promise<string> {
+  await page.fill("#prompt", text);
+  await page.click("#send");
+  return `#messages > .message.assistant:nth-child(${2 * n})`;
+}
+
+const idsOf = async (page: Page, reply: string) => ((await page.getAttribute(reply, "data-ids")) ?? "").split(",").filter(Boolean).map(Number);
+
+describe("openelm web in Chromium", () => {
+  it("chats greedily in the Instruct template with the ids Node gives, on threads", async () => {
+    const page = await open("models/demo/");
+    expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
+    expect(await page.isVisible("#isolation")).toBe(false);
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    expect(await page.textContent("#stat-kernels")).toBe(cores > 1 ? `wasm-relaxed-shared ×${cores} threads` : "wasm-relaxed");
+    await settings(page, { temperature: 0, maxTokens: 24, ignoreEos: true });
+    const reply = await chat(page, "What is a llama?", 1);
+    await page.waitForSelector(`${reply}[data-finish]`, { timeout: 20_000 });
+    const node = new TextGenerator(await loadOracle("elm-tiny-32k", { threads: 1 }), await loadTokenizerFromFolder(DEMO)).conversation();
+    const expected = { ids: [] as number[], text: "" };
+    for await (const chunk of node.send("What is a llama?", { temperature: 0, maxNewTokens: 24, ignoreEos: true })) {
+      expected.ids.push(...chunk.ids);
+      expected.text += chunk.text;
+    }
+    expect(await idsOf(page, reply)).toEqual(expected.ids);
+    expect(await page.textContent(reply)).toBe(expected.text);
+    expect(await page.getAttribute(reply, "data-finish")).toBe("length");
+    expect(Number(await page.getAttribute("#stat-ttft", "data-ms"))).toBeGreaterThan(0);
+    expect(await page.textContent("#stat-speed")).toMatch(/^[\d.]+ tokens\/s \(24 tokens\)$/);
+    expect(await page.textContent("#stat-arena")).toMatch(/^[\d.]+ MiB$/);
+    await page.screenshot({ path: join(SHOTS, "chat.png") });
+    await page.close();
+  }, 60_000);
+
+  it("Stop ends a long reply mid-stream, and the chat goes on", async () => {
+    const page = await open("models/local/");
+    await settings(page, { temperature: 0.8, maxTokens: 3000, ignoreEos: true });
+    const reply = await chat(page, "Tell me a long story.", 1);
+    await page.waitForFunction((sel) => (document.querySelector(sel)?.getAttribute("data-ids")?.split(",").length ?? 0) >= 5, ".message.assistant");
+    expect(await page.isEnabled("#send")).toBe(false);
+    await page.click("#stop");
+    await page.waitForSelector(`${reply}[data-finish]`, { timeout: 10_000 });
+    expect(await page.getAttribute(reply, "data-finish")).toBe("abort");
+    const stopped = (await idsOf(page, reply)).length;
+    expect(stopped).toBeGreaterThanOrEqual(5);
+    expect(stopped).toBeLessThan(3000);
+    // usable again: the next turn runs to its length
+    await settings(page, { temperature: 0, maxTokens: 4, ignoreEos: true });
+    const next = await chat(page, "Shorter, please.", 2);
+    await page.waitForSelector(`${next}[data-finish]`, { timeout: 10_000 });
+    expect(await page.getAttribute(next, "data-finish")).toBe("length");
+    expect(await idsOf(page, next)).toHaveLength(4);
+    await page.close();
+  }, 60_000);
+
+  it("looks inside: layer-wise scaling, an attention map the model's own attention agrees with, and a logit lens", async () => {
+    const page = await open("models/demo/");
+    const config = parseConfig(JSON.parse(readFileSync(join(DEMO, "config.json"), "utf8")));
+    await page.click("#tab-inside");
+    const bars = await page.$$eval("#layer-chart g.layer", (gs) => gs.map((g) => ({ q: Number(g.dataset.q), kv: Number(g.dataset.kv), ffn: Number(g.dataset.ffn) })));
+    expect(bars).toEqual(config.numQueryHeads.map((q, l) => ({ q, kv: config.numKvHeads[l], ffn: config.ffnDims[l] })));
+
+    const text = "The llama is a domesticated South American camelid.", layer = 1, head = 3;
+    await page.selectOption("#layer", String(layer));
+    await page.selectOption("#head", String(head));
+    await page.fill("#inspect-text", text);
+    await page.click("#inspect");
+    await page.waitForSelector(`#attention[data-layer="${layer}"][data-head="${head}"]`, { timeout: 20_000 });
+    const weights = JSON.parse((await page.getAttribute("#attention", "data-weights"))!) as number[][];
+
+    const tokenizer = await loadTokenizerFromFolder(DEMO), ids = tokenizer.encode(text), T = ids.length;
+    expect(weights).toHaveLength(T);
+    weights.forEach((row, i) => {
+      expect(row).toHaveLength(T);
+      expect(row.slice(i + 1).every((w) => w === 0)).toBe(true); // causal
+      expect(row.slice(0, i + 1).every((w) => w > 0 && w <= 1)).toBe(true);
+      expect(Math.abs(row.reduce((a, b) => a + b, 0) - 1)).toBeLessThan(1e-6);
+    });
+    // the weights applied to the values give the model's own attention output for that head
+    const model = await loadOracle("elm-tiny-32k", { threads: 1 });
+    const taps = trace(model, ids, (n) => n === `layers.${layer}.v` || n === `layers.${layer}.attn`);
+    const hd = config.headDim, nq = config.numQueryHeads[layer]!, nkv = config.numKvHeads[layer]!, kv = Math.floor(head / (nq / nkv));
+    const v = taps[`layers.${layer}.v`]!.data, attn = taps[`layers.${layer}.attn`]!.data;
+    let worst = 0, scale = 0;
+    for (let i = 0; i < T; i++)
+      for (let d = 0; d < hd; d++) {
+        const mixed = weights[i]!.reduce((a, w, j) => a + w * v[(j * nkv + kv) * hd + d]!, 0), want = attn[i * nq * hd + head * hd + d]!;
+        worst = Math.max(worst, Math.abs(mixed - want));
+        scale = Math.max(scale, Math.abs(want));
+      }
+    expect(worst / scale).toBeLessThan(1e-4);
+
+    // one lens row per layer; the last layer's best guess is the model's own next token
+    const lens = await page.$$eval("#lens tbody tr", (rows) => rows.map((r) => ({ layer: Number(r.dataset.layer), ids: r.dataset.ids!.split(",").map(Number) })));
+    expect(lens.map((r) => r.layer)).toEqual(config.numQueryHeads.map((_, l) => l));
+    expect(lens.every((r) => r.ids.length === 5)).toBe(true);
+    expect(lens.at(-1)!.ids[0]).toBe(argmax(model.forward(model.newCache(), ids)));
+    await page.screenshot({ path: join(SHOTS, "inside.png"), fullPage: true });
+    await page.close();
+  }, 60_000);
+
+  it("without cross-origin isolation: a notice, and one thread", async () => {
+    const page = await open("models/demo/", false);
+    expect(await page.evaluate(() => crossOriginIsolated)).toBe(false);
+    expect(await page.textContent("#isolation")).toMatch(/not cross-origin isolated .* runs on one thread/);
+    expect(await page.textContent("#stat-kernels")).toBe("wasm-relaxed");
+    await settings(page, { temperature: 0, maxTokens: 4, ignoreEos: true });
+    const reply = await chat(page, "Hello", 1);
+    await page.waitForSelector(`${reply}[data-finish]`, { timeout: 20_000 });
+    expect(await idsOf(page, reply)).toHaveLength(4);
+    await page.screenshot({ path: join(SHOTS, "not-isolated.png") });
+    await page.close();
+  }, 60_000);
+});
