@@ -2,10 +2,12 @@
 // Debian's Chromium. Greedy chat gives Node's ids, Stop stops mid-stream, the look-inside views hold the
 // model's real numbers, and a page without cross-origin isolation says so and runs on one thread.
 // Screenshots go to test-results/demo/.
-import { spawn, type ChildProcess } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config.js";
@@ -19,6 +21,7 @@ const CHROMIUM = "/usr/bin/chromium"; // installed by test/browser/ensure-chromi
 const DEMO = join(ORACLE, "elm-tiny-32k");
 const SHOTS = join(ROOT, "test-results/demo");
 const tmp = mkdtempSync(join(tmpdir(), "openelm-demo-"));
+const SECRET = "not for the web";
 let server: ChildProcess, browser: Browser, base = "";
 
 beforeAll(async () => {
@@ -30,6 +33,9 @@ beforeAll(async () => {
   mkdirSync(long);
   copyFileSync(join(DEMO, "model.safetensors"), join(long, "model.safetensors"));
   writeFileSync(join(long, "config.json"), JSON.stringify({ ...JSON.parse(readFileSync(join(DEMO, "config.json"), "utf8")), max_context_length: 4096 }));
+  // a link out of the model folder, which must never be served
+  writeFileSync(join(tmp, "outside.txt"), SECRET);
+  symlinkSync(join(tmp, "outside.txt"), join(long, "tokenizer_config.json"));
   server = spawn(process.execPath, [join(ROOT, "dist/node/cli.js"), "web", "--port", "0", "--model", long], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   base = await new Promise<string>((ok, fail) => {
@@ -198,4 +204,86 @@ describe("openelm web in Chromium", () => {
     await page.screenshot({ path: join(SHOTS, "not-isolated.png") });
     await page.close();
   }, 60_000);
+});
+
+/** A GET of `path` exactly as written (no URL normalisation), with optional headers. */
+function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+  const { hostname, port } = new URL(base);
+  return new Promise((ok, fail) => {
+    const req = request({ hostname, port, path, headers }, (res) => {
+      const parts: Buffer[] = [];
+      res.on("data", (d: Buffer) => parts.push(d));
+      res.on("end", () => ok({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(parts) }));
+    });
+    req.on("error", fail);
+    req.end();
+  });
+}
+
+const ISOLATING = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp", "cross-origin-resource-policy": "same-origin" };
+
+describe("openelm web serves", () => {
+  const page = join(ROOT, "dist/demo"), long = join(tmp, "elm-tiny-long");
+  /** Every file it may send: the page's, the demo model's and the --model folder's own. */
+  const allowed = () => [
+    ...readdirSync(page, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => join(d.parentPath, d.name)),
+    ...readdirSync(DEMO).map((f) => join(DEMO, f)),
+    join(long, "config.json"), join(long, "model.safetensors"),
+  ].map((f) => readFileSync(f));
+
+  it("the page, a model list and the models, every response with the isolation headers", async () => {
+    for (const path of ["/", "/models.json", "/models/demo/config.json", "/models/local/config.json", "/no-such-file", "/models/demo/nothing"]) {
+      const r = await get(path);
+      expect(r.headers, path).toMatchObject(ISOLATING);
+      expect(r.status, path).toBe(path.includes("no") ? 404 : 200);
+    }
+    expect(JSON.parse((await get("/models.json")).body.toString())).toEqual([
+      { url: "models/demo/", label: "Demo model (random weights)", default: false },
+      { url: "models/local/", label: "--model elm-tiny-long", default: true },
+    ]);
+    expect((await get("/models/demo/model.safetensors")).body.equals(readFileSync(join(DEMO, "model.safetensors")))).toBe(true);
+  });
+
+  it("byte ranges of model files, as the web loaders ask for them (fast-check)", async () => {
+    const file = readFileSync(join(long, "model.safetensors"));
+    await fc.assert(fc.asyncProperty(fc.nat(file.length - 1), fc.nat(1 << 16), async (start, n) => {
+      const end = Math.min(file.length - 1, start + n), r = await get("/models/local/model.safetensors", { range: `bytes=${start}-${end}` });
+      expect(r.status).toBe(206);
+      expect(r.headers["content-range"]).toBe(`bytes ${start}-${end}/${file.length}`);
+      expect(r.body.equals(file.subarray(start, end + 1))).toBe(true);
+    }), { numRuns: 60 });
+  });
+
+  it("nothing outside the served folders, whatever the path (fast-check)", async () => {
+    const files = allowed();
+    expect((await get("/models/local/tokenizer_config.json")).status).toBe(403); // the link out of the folder
+    const segment = fc.oneof(
+      fc.constantFrom("..", ".", "", "%2e%2e", "%2E%2E", "..%2f", "%2f", "..%5c", "%5c", "%00", "models", "demo", "local", "assets", "config.json", "model.safetensors", "tokenizer_config.json", "outside.txt", "etc", "passwd"),
+      fc.string({ maxLength: 6 }).map(encodeURIComponent),
+    );
+    await fc.assert(fc.asyncProperty(fc.array(segment, { maxLength: 7 }), async (segments) => {
+      const r = await get(`/${segments.join("/")}`);
+      expect(r.headers).toMatchObject(ISOLATING);
+      expect(r.body.includes(SECRET)).toBe(false);
+      if (r.status === 200) expect(files.some((f) => f.equals(r.body)), segments.join("/")).toBe(true);
+      else expect([400, 403, 404]).toContain(r.status);
+    }), { numRuns: 300 });
+  });
+
+  it("options are checked, each error naming its option", () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, "dist/node/cli.js"), "web", ...args], { encoding: "utf8" });
+    for (const [args, message] of [
+      [["--port", "65536"], /--port: "65536" is not an integer from 0 to 65,535/],
+      [["--port", "1.5"], /--port: "1.5" is not an integer/],
+      [["--model", join(tmp, "missing")], /--model: .*missing does not exist/],
+      [["--model", tmp], /--model: .* has no config.json/],
+      [["--model", join(tmp, "outside.txt")], /--model: .*outside.txt is neither a model folder nor a .gguf file/],
+      [["--host", ""], /--host: empty/],
+      [["--port", String(new URL(base).port)], /--port: \d+ is in use/],
+    ] as const) {
+      const r = run(...args);
+      expect(r.stderr, args.join(" ")).toMatch(message);
+      expect(r.status).toBe(2);
+    }
+  });
 });
