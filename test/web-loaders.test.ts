@@ -14,6 +14,7 @@ import { TextGenerator } from "../src/generation/stream.js";
 import { folderFiles, kernelBuild, loadTokenizerFromFolder } from "../src/node/index.js";
 import { openModel } from "../src/web/open.js";
 import { urlFiles, urlSource, type DownloadProgress } from "../src/web/http.js";
+import { blobSource, fileListFiles } from "../src/web/local.js";
 import { ORACLE, ROOT, loadOracle, oracleCases, relError } from "./helpers/oracle.js";
 import { RangeServer, WELL, type Behaviour, type Content, type Fault } from "./browser/range-server.js";
 
@@ -160,6 +161,51 @@ describe("urlSource against any server behaviour", () => {
       expect((await urlSource(`${server.url}/empty.bin`)).size).toBe(0);
       expect(server.log.filter((l) => l.method === "GET").map((l) => l.range)).toEqual(["bytes=0-0", "bytes=0-0"]);
     }
+  });
+});
+
+describe("files handed to a page", () => {
+  it("blobSource gives exactly the bytes asked for, or a truncation error naming the file", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 3000, size: "max" }), fc.array(fc.tuple(fc.nat(3200), fc.nat(1000)), { maxLength: 8 }), async (bytes, reads) => {
+        const src = blobSource(new Blob([bytes]), "model.safetensors");
+        expect(src.size).toBe(bytes.byteLength);
+        for (const [offset, n] of reads) {
+          const into = new Uint8Array(n), read = src.read(offset, into);
+          if (offset + n > bytes.byteLength) await expect(read).rejects.toThrow(`model.safetensors: truncated: wanted ${n} bytes at offset ${offset}, the file has ${bytes.byteLength}`);
+          else await read.then(() => expect(into).toEqual(bytes.subarray(offset, offset + n)));
+        }
+      }),
+      { numRuns: 200 },
+    );
+    // a read larger than the pieces a Blob is sliced in
+    const big = new Uint8Array(40 << 20).map((_, i) => i * 29), into = new Uint8Array((40 << 20) - 10);
+    await blobSource(new Blob([big]), "big").read(3, into);
+    expect(Buffer.compare(into, big.subarray(3, 3 + into.byteLength))).toBe(0);
+  });
+
+  it("fileListFiles names files by their path in the picked folder and refuses names that leave it", async () => {
+    const segment = fc.constantFrom("config.json", "model.safetensors", "sub", "a b", "..", ".", "", "x\\y", "C:");
+    const path = fc.array(segment, { minLength: 1, maxLength: 3 }).map((s) => s.join("/"));
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(path, { maxLength: 5 }), path, async (paths, asked) => {
+        const picked = paths.map((p, i) => Object.assign(new File([String(i)], p.split("/").pop()!), { webkitRelativePath: `elm/${p}` }));
+        const files = fileListFiles(picked);
+        expect(files.location).toBe(paths.length ? "elm" : "the chosen files");
+        const opened = await files.open(asked).then((s) => s, (e: Error) => e);
+        const safe = !asked.split("/").some((s) => ["", ".", ".."].includes(s) || s.includes("\\")) && !/^[A-Za-z]:/.test(asked);
+        if (!safe) {
+          expect((opened as Error).message.startsWith(`${JSON.stringify(asked)} `)).toBe(true);
+          expect((opened as Error).message).toContain(`: files are named relative to the model folder ${files.location}`);
+        } else if (!paths.includes(asked)) expect(opened).toBeUndefined();
+        else {
+          const into = new Uint8Array(1);
+          await (opened as { read: (o: number, i: Uint8Array) => Promise<void> }).read(0, into);
+          expect(String.fromCharCode(into[0]!)).toBe(String(paths.indexOf(asked)));
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 

@@ -69,10 +69,13 @@ function contentRange(header: string | null): { start: number; end: number; tota
 /** A header a cross-origin server must expose for it to be readable; said when it is missing. */
 const exposeHint = "(a server on another origin must list it in Access-Control-Expose-Headers)";
 
-/** One fetch, with transport failures and aborts turned into errors that name the URL. */
+/**
+ * One fetch, with transport failures and aborts turned into errors that name the URL. The browser's HTTP
+ * cache is bypassed: it would keep a second copy of every model (OPFS is the cache) and rewrite ranges.
+ */
 async function get(url: URL, init: RequestInit, opts: WebLoadOptions): Promise<Response> {
   try {
-    return await (opts.fetch ?? globalThis.fetch)(url, { ...init, signal: opts.signal });
+    return await (opts.fetch ?? globalThis.fetch)(url, { ...init, cache: "no-store", signal: opts.signal });
   } catch (e) {
     if (opts.signal?.aborted) throw abortError(url.href);
     throw new FileError(`${url}: ${init.method ?? "GET"} failed: ${(e as Error).message}`);

@@ -1,0 +1,108 @@
+// The web loaders in Debian's Chromium (playwright-core), against a real HTTP server with Range requests:
+// a model from a URL gives Node's greedy ids, the second visit reads it from the OPFS cache with no
+// download, an aborted download is not cached; a picked folder and a directory handle load the same model;
+// a file larger than 4 GiB reads right past 2^31 and 2^32 both by URL and as a File.
+import { closeSync, existsSync, ftruncateSync, openSync, readdirSync, rmSync, statSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, normalize } from "node:path";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TextGenerator } from "../src/generation/stream.js";
+import { kernelBuild, loadTokenizerFromFolder } from "../src/node/index.js";
+import { ORACLE, ROOT, loadOracle } from "./helpers/oracle.js";
+import { RangeServer, WELL } from "./browser/range-server.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const MODEL = "elm-tiny-32k", FOLDER = `/ref/oracle/${MODEL}`;
+const BIG = join(tmpdir(), `openelm-big-${process.pid}.bin`), BIG_SIZE = 4.5 * 2 ** 30;
+/** Known bytes at offsets around and past 2^31 and 2^32 of the sparse file (the rest reads as zeros). */
+const MARKS = [2 ** 31 - 8, 2 ** 32 - 3, 2 ** 32 + 1234567, BIG_SIZE - 16];
+const mark = (at: number) => Array.from({ length: 16 }, (_, i) => (at * 31 + i * 7) & 255);
+
+const server = new RangeServer((path) => {
+  if (path === "/big.bin") return { path: BIG };
+  const file = join(ROOT, normalize(path));
+  return file.startsWith(ROOT) && statSync(file, { throwIfNoEntry: false })?.isFile() ? { path: file } : undefined;
+});
+let browser: Browser, context: BrowserContext, nodeIds: number[];
+
+beforeAll(async () => {
+  expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: run node test/browser/ensure-chromium.mjs`).toBe(true);
+  const fd = openSync(BIG, "w");
+  ftruncateSync(fd, BIG_SIZE); // sparse: takes no disk space but the marks
+  for (const at of MARKS) writeSync(fd, new Uint8Array(mark(at)), 0, 16, at);
+  closeSync(fd);
+  await server.start();
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
+  context = await browser.newContext();
+  const reference = await loadOracle(MODEL, { wasm: kernelBuild, threads: 1 });
+  nodeIds = (await new TextGenerator(reference, await loadTokenizerFromFolder(join(ORACLE, MODEL))).complete("Once upon a time", { maxNewTokens: 12, ignoreEos: true })).ids;
+  await reference.close();
+}, 60_000);
+
+afterAll(async () => {
+  rmSync(BIG, { force: true });
+  await browser?.close();
+  await server.close();
+});
+
+async function page(): Promise<Page> {
+  const p = await context.newPage();
+  await p.goto(`${server.url}/test/browser/web-loaders.html`);
+  await p.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+  return p;
+}
+
+type Run = { ids: number[]; progress: Record<string, { loaded: number; total: number; fromCache: boolean }> };
+const call = <T>(p: Page, name: string, ...args: unknown[]) =>
+  p.evaluate(([name, args]) => (window as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[name as string]!(...(args as unknown[])), [name, args] as const) as Promise<T>;
+const modelGets = () => server.log.filter((l) => l.method === "GET" && l.path.startsWith(FOLDER)).map((l) => l.path.slice(FOLDER.length + 1));
+const size = (name: string) => statSync(join(ORACLE, MODEL, name)).size;
+
+describe("web loaders in Chromium", () => {
+  it("from a URL: Node's greedy ids; an aborted download is not cached; the second visit downloads nothing", async () => {
+    const p = await page();
+    server.set(WELL);
+    const aborted = await call<{ name: string; message: string; cached: { url: string }[] }>(p, "abortAfter", `${server.url}${FOLDER}`, 1 << 20);
+    expect(aborted.name).toBe("AbortError");
+    expect(aborted.message).toBe(`${server.url}${FOLDER}/model.safetensors: aborted`);
+    expect(aborted.cached.map((c) => c.url)).toEqual([`${server.url}${FOLDER}/config.json`]); // tokenizer.json: none in the folder (404)
+
+    server.set(WELL);
+    const first = await call<Run>(p, "fromUrl", `${server.url}${FOLDER}/`);
+    expect(first.ids).toEqual(nodeIds);
+    expect(first.progress).toEqual({
+      "config.json": { file: "config.json", loaded: size("config.json"), total: size("config.json"), fromCache: true },
+      "model.safetensors": { file: "model.safetensors", loaded: size("model.safetensors"), total: size("model.safetensors"), fromCache: false },
+    });
+    expect(modelGets()).toEqual(["model.safetensors"]); // downloaded once, whole, then read from OPFS
+
+    server.set(WELL);
+    const second = await call<Run>(await page(), "fromUrl", `${server.url}${FOLDER}/`);
+    expect(second.ids).toEqual(nodeIds);
+    expect(Object.values(second.progress).map((e) => e.fromCache)).toEqual([true, true]);
+    expect(modelGets()).toEqual([]); // only HEAD requests, to compare validators
+    expect(server.log.filter((l) => l.path.startsWith(FOLDER)).map((l) => l.method)).toEqual(["HEAD", "HEAD", "HEAD", "HEAD", "HEAD"]);
+
+    expect(await call<number>(p, "clearCache")).toBe(2);
+    expect(await call<unknown[]>(p, "listCache")).toEqual([]);
+  });
+
+  it("from a picked folder (<input webkitdirectory>) and from a directory handle: the same ids", async () => {
+    const p = await page();
+    await p.setInputFiles("#folder", join(ORACLE, MODEL));
+    expect((await call<Run>(p, "fromPicked")).ids).toEqual(nodeIds);
+    const names = readdirSync(join(ORACLE, MODEL));
+    expect((await call<Run>(p, "fromDirectoryHandle", `${server.url}${FOLDER}`, names)).ids).toEqual(nodeIds);
+  });
+
+  it("a file larger than 4 GiB reads right past 2^31 and 2^32, by URL with ranges and as a File", async () => {
+    const p = await page();
+    const want = { size: BIG_SIZE, bytes: MARKS.map(mark) };
+    server.set(WELL);
+    expect(await call(p, "readUrlAt", `${server.url}/big.bin`, MARKS, 16)).toEqual(want);
+    expect(server.log.filter((l) => l.method === "GET").map((l) => l.range)).toEqual(MARKS.map((at) => `bytes=${at}-`));
+    await p.setInputFiles("#one", BIG);
+    expect(await call(p, "readFileAt", MARKS, 16)).toEqual(want);
+  });
+});
