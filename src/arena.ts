@@ -21,6 +21,7 @@ interface Hole {
   bytes: number;
 }
 
+/** The WebAssembly memories (one, or several past 4 GiB) holding weights, KV caches and activations, with a bump allocator and reuse of freed ranges. */
 export class Arena {
   readonly memories: WebAssembly.Memory[];
   private readonly tops: number[];
@@ -122,6 +123,7 @@ export class Arena {
     return this.view(this.memoryOf(ptr)).f32.subarray(o, o + count);
   }
 
+  /** The `count` bytes at `ptr`, as a view into the memory that holds them. */
   bytes(ptr: number, count: number): Uint8Array {
     const o = this.offsetOf(ptr);
     return this.view(this.memoryOf(ptr)).u8.subarray(o, o + count);

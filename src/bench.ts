@@ -36,6 +36,7 @@ export function measureBandwidth(model: OpenELM, repeats = 10): number | undefin
   return bytes / (best / 1000) / 1e9;
 }
 
+/** What `measureSpeed` times: a prefill of `prefill` tokens, then `decode` decode steps. */
 export interface SpeedOptions {
   prefill: number; // prompt tokens processed as one prefill
   decode: number; // decode steps timed
@@ -45,6 +46,7 @@ export interface SpeedOptions {
   beforeDecode?: () => void;
 }
 
+/** Tokens and tokens/s of the prefill and the decode steps (the fields of `openelm bench --json`). */
 export interface SpeedResult {
   prefill_tokens: number;
   prefill_tok_s: number;

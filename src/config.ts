@@ -1,6 +1,7 @@
 // OpenELM configuration: the fields of Hugging Face's `OpenELMConfig` and the per-layer lists that
 // layer-wise scaling derives from them (query/kv heads from qkv multipliers, FFN widths from ffn multipliers).
 
+/** The FFN activation (`activation_fn_name` in config.json). */
 export type Activation = "swish" | "gelu" | "relu";
 
 /** A fully derived configuration: every per-layer list has one entry per layer. */
@@ -26,6 +27,7 @@ export interface OpenELMConfig {
   torchDtype?: string;
 }
 
+/** A config.json that is missing a field, has a wrong type, or values out of bounds. */
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
@@ -210,6 +212,7 @@ const released = (numLayers: number, modelDim: number, headDim: number): Json =>
   eos_token_id: 2,
 });
 
+/** The config.json fields of the released sizes (270M, 450M, 1_1B, 3B), for random-weight models of their exact shapes. */
 export const PRESETS: Record<string, Json> = {
   "270M": released(16, 1280, 64),
   "450M": released(20, 1536, 64),

@@ -5,9 +5,11 @@
 
 export type FloatType = "f32" | "f16" | "bf16";
 export type QuantType = "q8_0" | "q4_0" | "q4_k" | "q5_k" | "q6_k";
+/** A tensor element type in memory: a float type or a ggml block quantization. */
 export type DType = FloatType | QuantType;
 export const FLOAT_TYPES: readonly FloatType[] = ["f32", "f16", "bf16"];
 export const QUANT_TYPES: readonly QuantType[] = ["q8_0", "q4_0", "q4_k", "q5_k", "q6_k"];
+/** Every element type the kernels read. */
 export const DTYPES: readonly DType[] = [...FLOAT_TYPES, ...QUANT_TYPES];
 /** Bytes per element of the float types. */
 export const BYTES: Record<FloatType, number> = { f32: 4, f16: 2, bf16: 2 };
@@ -24,6 +26,7 @@ export const BLOCK: Record<DType, { values: number; bytes: number }> = {
 };
 /** What a user asks weights to be stored as: one type for every matrix, or llama.cpp's Q4_K_M mix (weights.ts). */
 export type WeightType = DType | "q4_k_m";
+/** Every choice of `--dtype` / `ModelOptions.dtype`. */
 export const WEIGHT_TYPES: readonly WeightType[] = [...DTYPES, "q4_k_m"];
 /** The numbering the WASM kernels use. */
 export const DTYPE_CODE: Record<DType, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q6_k: 6, q5_k: 7 };

@@ -18,6 +18,7 @@ import { TemplateError, compileTemplate } from "./generation/chat.js";
 import { expectedTensors, loadWeights, placement, planMemories, type Placement } from "./weights.js";
 import { ShardedKernels } from "./kernels/sharded.js";
 
+/** How the kernels run: which implementation, how many threads, and where their files come from. */
 export interface KernelOptions {
   /** "wasm" (default: SIMD kernels) or "typescript" (the readable specification, one thread). */
   kernels?: "wasm" | "typescript";
@@ -33,6 +34,7 @@ export interface KernelOptions {
   minParallelWork?: number;
 }
 
+/** Options for loading a model: the kernels' options, weight storage type, context cap, memory and progress. */
 export interface ModelOptions extends KernelOptions {
   /** Storage type for weight matrices (default: as in the files; see placement in weights.ts). */
   dtype?: WeightType;
@@ -43,9 +45,11 @@ export interface ModelOptions extends KernelOptions {
   contextLength?: number;
   /** Bytes one memory may hold (default: 4 GiB, the wasm32 limit); smaller values spread a model over more memories (tests). */
   memoryBytes?: number;
+  /** Called as weights load, with bytes done and bytes in all. */
   onProgress?: (done: number, total: number) => void;
 }
 
+/** The folder's config.json, parsed, checked and derived into per-layer lists. */
 export async function readConfig(files: ModelFiles): Promise<OpenELMConfig> {
   const text = await readText(files, "config.json");
   if (text === undefined) throw new ConfigError(`${files.location}: no config.json`);

@@ -26,6 +26,7 @@ export class KVCache {
 /** Positions a new cache allocates at first (a short chat should not hold a whole context of memory). */
 const FIRST_POSITIONS = 256;
 
+/** A sequence that would pass the context length set by `ModelOptions.contextLength` (`--context`). */
 export class ContextError extends RangeError {
   override name = "ContextError";
 }
@@ -90,6 +91,7 @@ function bufferFloats(c: OpenELMConfig, positions: number, rows: number): Record
   };
 }
 
+/** An OpenELM model in memory: `forward` runs tokens through every layer with a KV cache and returns logits. */
 export class OpenELM {
   /** Work buffers in the arena (see bufferFloats for their shapes). */
   private readonly buf: Record<BufferName, number>;

@@ -29,6 +29,7 @@ function vocabularySize(json: Record<string, unknown>, file: string): number {
   return size;
 }
 
+/** The Llama-2 tokenizer of a tokenizer.json (`encode` with BOS, `decode`), with the chat template of tokenizer_config.json. */
 export class Tokenizer {
   private readonly tok: HFTokenizer;
   /** Token ids it can produce: 0 .. vocabSize - 1. */

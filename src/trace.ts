@@ -23,13 +23,16 @@ import type { ByteSource } from "./files.js";
 import { convert, isQuantized } from "./dtype.js";
 import { encodeSafetensors, readHeader, type TensorEntry } from "./formats/safetensors.js";
 
+/** The taps of each layer, in forward order (README: "For port authors"). */
 export const LAYER_TAPS = ["attn_norm", "q", "k", "v", "q_rope", "k_rope", "attn", "attn_out", "resid_attn", "ffn_norm", "ffn_gate", "ffn_up", "ffn_act", "ffn_out", "resid_ffn"];
 
+/** A tap's values as float32, with its shape. */
 export interface Tensor32 {
   shape: number[];
   data: Float32Array;
 }
 
+/** Taps by name (`embed`, `layers.N.NAME`, `norm`, `logits`). */
 export type Trace = Record<string, Tensor32>;
 
 /** Rank of a tap name in forward order (unknown names last). */
@@ -64,6 +67,7 @@ export function trace(model: OpenELM, ids: number[], filter: (name: string) => b
   return out;
 }
 
+/** How one tap of a trace compares with the reference's. */
 export interface TapComparison {
   name: string;
   shape: number[];
@@ -73,6 +77,7 @@ export interface TapComparison {
   ok: boolean; // rel ≤ rtol
 }
 
+/** Two traces that cannot be compared: different tap names or shapes. */
 export class TraceMismatch extends Error {
   override name = "TraceMismatch";
 }

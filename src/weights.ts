@@ -14,6 +14,7 @@ export interface Tensor {
   shape: number[];
 }
 
+/** One transformer layer's tensors in the arena. */
 export interface LayerWeights {
   attnNorm: Tensor; // [modelDim]
   qkvProj: Tensor; // [(qHeads + 2·kvHeads)·headDim, modelDim]
@@ -25,6 +26,7 @@ export interface LayerWeights {
   proj2: Tensor; // [modelDim, ffnDim]
 }
 
+/** A model's tensors in the arena. */
 export interface Weights {
   tokenEmbeddings: Tensor; // [vocab, modelDim]
   layers: LayerWeights[];
@@ -32,6 +34,7 @@ export interface Weights {
   lmHead: Tensor; // [vocab, modelDim]: the embeddings themselves when shared
 }
 
+/** A checkpoint whose tensors do not match config.json (missing, unexpected, wrong shape) or hold NaN or infinity. */
 export class WeightsError extends Error {
   override name = "WeightsError";
 }

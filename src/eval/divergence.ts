@@ -6,6 +6,7 @@ import type { KVCache, OpenELM } from "../model.js";
 import { logNormalizer } from "./loglikelihood.js";
 import { StridedWindows, type WindowOptions } from "./perplexity.js";
 
+/** How far a model's next-token distributions are from a base model's (llama-perplexity --kl-divergence). */
 export interface DivergenceResult {
   tokens: number;
   ppl: number; // of the model
@@ -25,6 +26,7 @@ export function klDivergence(p: Float32Array, pLogZ: number, q: Float32Array, qL
   return Math.max(0, kl); // rounding may leave a tiny negative sum for identical rows
 }
 
+/** The KL divergence and top-token agreement of a model against a base model, over strided windows of a text. */
 export class Divergence extends StridedWindows {
   private readonly caches: [KVCache, KVCache];
   private readonly kls: number[] = [];
@@ -42,6 +44,7 @@ export class Divergence extends StridedWindows {
     return this.kls.length;
   }
 
+  /** Score what is left, give back the KV caches and report. */
   finish(): DivergenceResult {
     this.flush();
     this.model.releaseCache(this.caches[0]);

@@ -5,6 +5,7 @@ import type { Scorer } from "./loglikelihood.js";
 import { argmax } from "../generation/sampler.js";
 import type { Request } from "./tasks.js";
 
+/** Accuracy of a task, by most likely choice and by most likely per byte, with standard errors. */
 export interface TaskResult {
   n: number;
   acc: number;
@@ -54,6 +55,7 @@ export class Accuracy {
   }
 }
 
+/** Score every request of a task and report its accuracy. */
 export function evaluate(scorer: Scorer, requests: Request[], onProgress?: (done: number, total: number) => void): TaskResult {
   const accuracy = new Accuracy();
   requests.forEach((r, i) => {

@@ -4,6 +4,7 @@
 import type { KVCache, OpenELM } from "../model.js";
 import type { Tokenizer } from "../tokenizer.js";
 
+/** The log-likelihood of one continuation, as lm-evaluation-harness scores it. */
 export interface Score {
   /** Sum of log-probabilities of the continuation's tokens. */
   logprob: number;
@@ -45,6 +46,7 @@ export function encodePair(tokenizer: Tokenizer, context: string, continuation: 
   return { context: ctx, continuation: whole.slice(ctx.length) };
 }
 
+/** Scores continuations of a context as lm-evaluation-harness's `loglikelihood` does, running a shared context once. */
 export class Scorer {
   private readonly cache: KVCache;
 
@@ -82,6 +84,7 @@ export class Scorer {
     return this.scoreIds(pairs[0]!.context, pairs.map((p) => p.continuation));
   }
 
+  /** Give back the KV cache. */
   close(): void {
     this.model.releaseCache(this.cache);
   }

@@ -7,6 +7,7 @@
 import type { KVCache, OpenELM } from "../model.js";
 import { scoreToken } from "./loglikelihood.js";
 
+/** Perplexity over a text, and the counts it comes from. */
 export interface PerplexityResult {
   tokens: number; // tokens scored
   nll: number; // their summed negative log-likelihood (nats)
@@ -67,6 +68,7 @@ export abstract class StridedWindows {
   }
 }
 
+/** Perplexity fed a text's tokens in pieces, scored in strided windows, in memory bounded by the window. */
 export class StridedPerplexity extends StridedWindows {
   private readonly cache: KVCache;
   private nll = 0;

@@ -55,6 +55,7 @@ const arc = (name: string): Task => ({
   },
 });
 
+/** The zero-shot tasks by name, with lm-evaluation-harness's prompts and choices. */
 export const TASKS: Record<string, Task> = {
   arc_easy: arc("ARC-Easy"),
   arc_challenge: arc("ARC-Challenge"),

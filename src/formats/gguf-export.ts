@@ -14,6 +14,7 @@ import { expectedTensors, placement } from "../weights.js";
 /** llama.cpp's llama_ftype of each storage choice (all K-quant matrices in one type: its _S variants). */
 const FILE_TYPE: Record<WeightType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, q4_k: 14, q4_k_m: 15, q5_k: 16, q6_k: 18, bf16: 32 };
 
+/** What `ggufFile` writes besides the tensors: the weights' type, the tokenizer, the chat template and a model name. */
 export interface ExportOptions {
   type: WeightType;
   /** The model's tokenizer.json (Llama-2 BPE). */

@@ -8,6 +8,7 @@
 import type { ByteSource } from "../files.js";
 import { rowBytes, type DType } from "../dtype.js";
 
+/** A GGUF file that breaks the format or the caps on its sizes; the message names the file and the field. */
 export class GGUFError extends Error {
   override name = "GGUFError";
 }
@@ -50,6 +51,7 @@ export interface GGUFTensorInfo {
   bytes: number;
 }
 
+/** A parsed GGUF header: metadata and tensor descriptions, with the source to read tensor data from. */
 export interface GGUFFile {
   version: number;
   metadata: Map<string, GGUFValue>;

@@ -8,6 +8,7 @@ import { readText, unsafeName, type ByteSource, type ModelFiles } from "../files
 import { BYTES, type DType, type FloatType } from "../dtype.js";
 import { parseJsonObject } from "./json.js";
 
+/** A safetensors file that breaks the format (header, dtypes, shapes, offsets); the message names the file and the field. */
 export class SafetensorsError extends Error {
   override name = "SafetensorsError";
 }

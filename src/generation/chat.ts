@@ -8,6 +8,7 @@
 // range() lengths and characters produced, so a template looping range(1e8) fails in milliseconds.
 import { Environment, Interpreter, Template } from "@huggingface/jinja";
 
+/** One turn of a conversation, as chat templates take it. */
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
   content: string;

@@ -4,6 +4,7 @@
 import type { KVCache, OpenELM } from "../model.js";
 import { Sampler, argmax, type SamplingOptions } from "./sampler.js";
 
+/** Options for `decode`: sampling, how many tokens, and faster decoding with prompt lookup or a draft model. */
 export interface DecodeOptions extends SamplingOptions {
   maxNewTokens: number;
   /** Keep going after the end-of-sequence token. */

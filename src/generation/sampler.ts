@@ -5,6 +5,7 @@
 // with min-p) in id order, so that nothing is sorted. Whatever is sorted is sorted by a radix sort on the
 // logits' bits: the same order in every host, and no comparator called 32000 × 15 times per token.
 
+/** How the next token is chosen from the logits, with Hugging Face semantics. */
 export interface SamplingOptions {
   /** 0 (default) picks the most likely token; above 0 samples from softmax(logits / temperature). */
   temperature?: number;
@@ -47,6 +48,7 @@ export function argmax(logits: ArrayLike<number>): number {
 
 const BANDS = 256; // quarter-nat bands of (max - logit) / T; the last one holds everything below 63.75 nats
 
+/** Picks each next token: penalties, temperature, top-k, top-p and min-p, then a draw from a seeded generator or the most likely token. */
 export class Sampler {
   private readonly random: () => number;
   // vocabulary-sized buffers reused from token to token: sample()'s processed logits, the weights, their bands

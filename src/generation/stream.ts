@@ -6,6 +6,7 @@ import { renderChat, type ChatMessage } from "./chat.js";
 import { decode, type DecodeOptions, type SpeculationStats } from "./decode.js";
 import { Sampler } from "./sampler.js";
 
+/** Options for `TextGenerator.generate`: decoding options plus stop strings and an abort signal. */
 export interface GenerateOptions extends Partial<DecodeOptions> {
   /** Stop before the first occurrence of any of these strings (which is not part of the text). */
   stop?: string[];
@@ -13,8 +14,10 @@ export interface GenerateOptions extends Partial<DecodeOptions> {
   signal?: AbortSignal;
 }
 
+/** Why generation ended: end-of-sequence token, max new tokens, a stop string, the abort signal, or the context length. */
 export type FinishReason = "eos" | "length" | "stop" | "abort" | "context";
 
+/** Times and token counts of one generation. */
 export interface Timings {
   promptTokens: number; // prompt tokens run through the model (a conversation's cached ones excluded)
   prefillMs: number; // until the first new token
@@ -23,6 +26,7 @@ export interface Timings {
   decodeTokensPerSecond: number | undefined;
 }
 
+/** One piece of a streamed generation. */
 export interface GenerateChunk {
   /** New text; never ends inside a UTF-8 character or inside a possible stop string. */
   text: string;
@@ -61,6 +65,7 @@ function stopSplit(text: string, stops: string[], final: boolean): { emit: numbe
   return { emit: text.length - hold, stopped: false };
 }
 
+/** Text in, text out: streams generated text, completes prompts, runs batches and keeps conversations. */
 export class TextGenerator {
   private cache?: KVCache;
 

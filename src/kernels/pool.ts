@@ -5,7 +5,9 @@
 
 /** What a host must give: a started worker that runs `runWorker` (src/kernels/worker.ts) on its first message. */
 export interface WorkerLike {
+  /** Send the worker its start message (a `WorkerInit`). */
   postMessage(message: unknown): void;
+  /** Stop the worker. */
   terminate(): unknown;
 }
 
@@ -24,6 +26,7 @@ export enum Op { Matmul = 1, Attention = 2, Read = 3, Stop = 9 }
 
 const SPIN_BEFORE_WAIT = 1 << 16;
 
+/** Worker threads sharing the kernels' memories, each running its slice of a kernel call. */
 export class ThreadPool {
   private canWait = true;
   private readonly ctl: Int32Array;
@@ -89,6 +92,7 @@ export class ThreadPool {
     if (failed) throw new Error(`kernel ${Op[op] ?? op} failed on worker thread ${failed}`);
   }
 
+  /** Stop the workers' loops and terminate them. */
   async close(): Promise<void> {
     this.run(Op.Stop, 0, [], () => {});
     await Promise.all(this.workers.map((w) => w.terminate()));

@@ -50,6 +50,7 @@ export function readRows(f32: Float32Array, ptr: number, rows: number, width: nu
   return out;
 }
 
+/** The readable TypeScript specification of every kernel, on one thread (`kernels: "typescript"`). */
 export class ReferenceKernels implements Kernels {
   readonly name: string = "typescript";
   constructor(protected readonly arena: Arena) {}

@@ -8,6 +8,7 @@ import type { Kernels } from "./types.js";
 
 type Range = [number, number]; // bytes [start, end) of a mirrored buffer
 
+/** The kernel interface over a model spread across several memories: each call runs in the memory holding its layer. */
 export class ShardedKernels implements Kernels {
   readonly name: string;
   private current = 0;
@@ -92,6 +93,7 @@ export class ShardedKernels implements Kernels {
     return this.at(ptr).firstNonFinite(this.o(ptr), dtype, n);
   }
 
+  /** Read `bytes` bytes at `ptr` (the bandwidth probe), in the memory that holds them. */
   readBytes(ptr: number, bytes: number): void {
     this.at(ptr).readBytes?.(this.o(ptr), bytes);
   }

@@ -6,6 +6,7 @@ import type { DType, FloatType } from "../dtype.js";
 export const quantWorkspace = (rows: number, k: number) => rows * (k + (k / 32) * 4 + (k / 16) * 4);
 import type { Activation } from "../config.js";
 
+/** The operations the model runs, on byte offsets into the arena; implemented in TypeScript (reference) and WebAssembly. */
 export interface Kernels {
   readonly name: string;
   /**

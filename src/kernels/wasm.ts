@@ -28,6 +28,7 @@ export type KernelBuild = "simd" | "relaxed" | "simd-shared" | "relaxed-shared";
 
 const ACT: Record<Activation, number> = { swish: 0, gelu: 1, relu: 2 };
 
+/** The SIMD WebAssembly kernels on one memory, with calls split over a thread pool when there is one. */
 export class WasmKernels implements Kernels {
   readonly name: string;
   private readonly k: WasmExports;

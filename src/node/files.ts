@@ -17,6 +17,7 @@ async function allowedRoots(dir: string): Promise<string[]> {
   return blobs ? [real, blobs] : [real];
 }
 
+/** A model folder on disk as `ModelFiles`; names and links are checked to stay inside the folder. */
 export async function folderFiles(dir: string): Promise<ModelFiles> {
   const s = await stat(dir).catch(() => undefined);
   if (!s) throw new FolderError(`model folder ${dir} does not exist`);

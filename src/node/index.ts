@@ -49,6 +49,7 @@ export const nodeKernelOptions = (opts: KernelOptions = {}): KernelOptions => ({
   ...opts,
 });
 
+/** `createKernels` with the Node defaults of `nodeKernelOptions`. */
 export const createNodeKernels = (opts: KernelOptions = {}, memories = 1) => createKernels(nodeKernelOptions(opts), memories);
 
 /** The parsed header of a GGUF file at `path`, or undefined when `path` is a folder (read once per path). */

@@ -5,6 +5,7 @@
 //   times slower until background tier-up replaces it, which would skew the first tokens.
 import v8 from "node:v8";
 
+/** Set the V8 flags openelm needs (relaxed SIMD on Node 20, no baseline wasm compiler) before any WebAssembly is compiled. */
 export function configureV8(): void {
   if (Number(process.versions.node.split(".")[0]) < 22) v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
   v8.setFlagsFromString("--no-liftoff");
