@@ -2,18 +2,18 @@
 // a model from a URL gives Node's greedy ids, the second visit reads it from the OPFS cache with no
 // download, an aborted download is not cached; a picked folder and a directory handle load the same model;
 // a file larger than 4 GiB reads right past 2^31 and 2^32 both by URL and as a File.
-import { closeSync, existsSync, ftruncateSync, openSync, readdirSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, normalize } from "node:path";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TextGenerator } from "../src/generation/stream.js";
 import { kernelBuild, loadTokenizerFromFolder } from "../src/node/index.js";
-import { ORACLE, ROOT, loadOracle } from "./helpers/oracle.js";
+import { ORACLE, ROOT, loadOracle, oracleCases } from "./helpers/oracle.js";
 import { RangeServer, WELL } from "./browser/range-server.js";
 
 const CHROMIUM = "/usr/bin/chromium";
-const MODEL = "elm-tiny-32k", FOLDER = `/ref/oracle/${MODEL}`;
+const MODEL = "elm-tiny-32k", FOLDER = `/ref/oracle/${MODEL}`, SHARDED = "elm-tiny-bf16-sharded";
 const BIG = join(tmpdir(), `openelm-big-${process.pid}.bin`), BIG_SIZE = 4.5 * 2 ** 30;
 /** Known bytes at offsets around and past 2^31 and 2^32 of the sparse file (the rest reads as zeros). */
 const MARKS = [2 ** 31 - 8, 2 ** 32 - 3, 2 ** 32 + 1234567, BIG_SIZE - 16];
@@ -24,7 +24,18 @@ const server = new RangeServer((path) => {
   const file = join(ROOT, normalize(path));
   return file.startsWith(ROOT) && statSync(file, { throwIfNoEntry: false })?.isFile() ? { path: file } : undefined;
 });
-let browser: Browser, context: BrowserContext, nodeIds: number[];
+let browser: Browser, context: BrowserContext, nodeIds: number[], shardedIds: number[];
+
+/** The sharded model has a 1000-token vocabulary: it is prompted with the ids of its first oracle case. */
+const SHARDED_PROMPT = oracleCases(SHARDED)[0]!.ids;
+
+/** Greedy ids of an oracle model loaded from disk in Node (its folder has no tokenizer: the bundled one). */
+async function greedyInNode(name: string, prompt: string | number[]): Promise<number[]> {
+  const model = await loadOracle(name, { wasm: kernelBuild, threads: 1 });
+  const r = await new TextGenerator(model, await loadTokenizerFromFolder(join(ORACLE, name))).complete(prompt, { maxNewTokens: 12, ignoreEos: true });
+  await model.close();
+  return r.ids;
+}
 
 beforeAll(async () => {
   expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: run node test/browser/ensure-chromium.mjs`).toBe(true);
@@ -35,9 +46,7 @@ beforeAll(async () => {
   await server.start();
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
   context = await browser.newContext();
-  const reference = await loadOracle(MODEL, { wasm: kernelBuild, threads: 1 });
-  nodeIds = (await new TextGenerator(reference, await loadTokenizerFromFolder(join(ORACLE, MODEL))).complete("Once upon a time", { maxNewTokens: 12, ignoreEos: true })).ids;
-  await reference.close();
+  [nodeIds, shardedIds] = [await greedyInNode(MODEL, "Once upon a time"), await greedyInNode(SHARDED, SHARDED_PROMPT)];
 }, 60_000);
 
 afterAll(async () => {
@@ -88,12 +97,18 @@ describe("web loaders in Chromium", () => {
     expect(await call<unknown[]>(p, "listCache")).toEqual([]);
   });
 
-  it("from a picked folder (<input webkitdirectory>) and from a directory handle: the same ids", async () => {
+  it("from a picked folder (<input webkitdirectory>) and from directory handles, flat and with shards in a subfolder", async () => {
     const p = await page();
     await p.setInputFiles("#folder", join(ORACLE, MODEL));
     expect((await call<Run>(p, "fromPicked")).ids).toEqual(nodeIds);
-    const names = readdirSync(join(ORACLE, MODEL));
-    expect((await call<Run>(p, "fromDirectoryHandle", `${server.url}${FOLDER}`, names)).ids).toEqual(nodeIds);
+    const flat = Object.fromEntries(readdirSync(join(ORACLE, MODEL)).map((n) => [n, { url: `${server.url}${FOLDER}/${n}` }]));
+    expect((await call<Run>(p, "fromDirectoryHandle", flat)).ids).toEqual(nodeIds);
+    // the sharded model with its shards moved to parts/, as its index now says
+    const dir = join(ORACLE, SHARDED), index = JSON.parse(readFileSync(join(dir, "model.safetensors.index.json"), "utf8"));
+    for (const t of Object.keys(index.weight_map)) index.weight_map[t] = `parts/${index.weight_map[t]}`;
+    const nested: Record<string, object> = { "model.safetensors.index.json": { text: JSON.stringify(index) }, "config.json": { url: `${server.url}/ref/oracle/${SHARDED}/config.json` } };
+    for (const shard of readdirSync(dir).filter((n) => n.endsWith(".safetensors"))) nested[`parts/${shard}`] = { url: `${server.url}/ref/oracle/${SHARDED}/${shard}` };
+    expect((await call<Run>(p, "fromDirectoryHandle", nested, SHARDED_PROMPT)).ids).toEqual(shardedIds);
   });
 
   it("a file larger than 4 GiB reads right past 2^31 and 2^32, by URL with ranges and as a File", async () => {

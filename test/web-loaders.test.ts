@@ -226,7 +226,7 @@ describe("models over HTTP", () => {
     }
   });
 
-  it("openModel(folder URL) and openModel(.gguf URL) generate the greedy ids of a load from disk", async () => {
+  it("openModel of a folder URL, a .gguf URL and a chosen .gguf File generates the greedy ids of a load from disk", async () => {
     const dir = join(ORACLE, "elm-tiny-32k");
     const reference = await new TextGenerator(await loadOracle("elm-tiny-32k", node), await loadTokenizerFromFolder(dir)).complete("Once upon a time", { maxNewTokens: 12, ignoreEos: true });
     for (const where of [`${server.url}/oracle/elm-tiny-32k/`, `${server.url}/elm.gguf`]) {
@@ -236,6 +236,14 @@ describe("models over HTTP", () => {
       expect(r.ids, where).toEqual(reference.ids);
       await model.close();
     }
+    // a chosen .gguf File, alone or as the one GGUF of a folder without config.json
+    const file = new File([gguf as Uint8Array<ArrayBuffer>], "elm.gguf"), readme = Object.assign(new File(["hi"], "README.md"), { webkitRelativePath: "elm/README.md" });
+    for (const where of [file, [Object.assign(file, { webkitRelativePath: "elm/elm.gguf" }), readme]]) {
+      const { model, tokenizer } = await openModel(where, node);
+      expect((await new TextGenerator(model, tokenizer).complete("Once upon a time", { maxNewTokens: 12, ignoreEos: true })).ids).toEqual(reference.ids);
+      await model.close();
+    }
+    await expect(openModel(new File(["{}"], "config.json"), node)).rejects.toThrow("config.json is not a .gguf file: to open a Hugging Face model, choose its whole folder");
   });
 
   it("progress ends at each file's size; abort rejects with an AbortError and stops the download", async () => {

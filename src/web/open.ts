@@ -66,8 +66,8 @@ async function fromGGUF(src: ByteSource, opts: ModelOptions & WebLoadOptions) {
 const isGGUF = (name: string) => name.toLowerCase().endsWith(".gguf");
 
 /**
- * Load a model and its tokenizer from wherever it is. A URL ending in .gguf, or a single .gguf File, is a
- * GGUF file (its own tokenizer); anything else is a Hugging Face model folder, with its tokenizer.json or
+ * Load a model and its tokenizer from wherever it is. A URL ending in .gguf, a single .gguf File, or the
+ * one .gguf file of a folder without config.json is a GGUF file (with its own tokenizer); anything else is a Hugging Face model folder, with its tokenizer.json or
  * else the bundled Llama-2 tokenizer. Downloads stream with Range requests and are cached in OPFS (see
  * WebLoadOptions); `signal` aborts both downloading and loading.
  */
@@ -78,8 +78,9 @@ export async function openModel(where: ModelLocation, opts: ModelOptions & WebLo
   }
   if ("kind" in where && where.kind === "directory") return fromFolder(abortable(directoryFiles(where), opts.signal), opts);
   const files = where instanceof Blob ? [where as File] : Array.from(where as ArrayLike<File>);
-  const only = files.length === 1 ? files[0]! : undefined;
-  if (only && isGGUF(only.name)) return fromGGUF(abortableSource(blobSource(only, only.name), opts.signal), opts);
+  // a .gguf file alone, or the only one in a folder without config.json
+  const ggufs = files.filter((f) => isGGUF(f.name)), only = files.length === 1 ? files[0]! : undefined;
+  if (ggufs.length === 1 && (only || !files.some((f) => f.name === "config.json"))) return fromGGUF(abortableSource(blobSource(ggufs[0]!, ggufs[0]!.name), opts.signal), opts);
   if (only && !only.webkitRelativePath)
     throw new FileError(`${only.name} is not a .gguf file: to open a Hugging Face model, choose its whole folder (config.json and the safetensors files)`);
   if (files.length === 0) throw new FileError("no files were chosen");
