@@ -1,4 +1,4 @@
-// One call from "where the model is" to a model and its tokenizer, for pages and workers: a URL (a folder
+// One call to go from wherever a model is to the model and its tokenizer, for pages and workers: a URL (a folder
 // or a .gguf file), files the user chose or dropped, or a directory handle.
 import { FileError, type ByteSource, type ModelFiles } from "../files.js";
 import { readGGUF } from "../formats/gguf.js";
