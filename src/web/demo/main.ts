@@ -82,6 +82,7 @@ $("load").onclick = () => {
   const source = chosenSource();
   if (!source) return status("error", "Give a model URL, or pick a local folder or file.");
   model = undefined;
+  loading = true;
   setBusy(true);
   status("loading", "Loading…");
   const bar = $<HTMLProgressElement>("progress");
@@ -100,11 +101,13 @@ function status(state: string, text: string) {
 
 let model: ModelInfo | undefined;
 let reply: HTMLElement | undefined;
+/** A model is being loaded (Stop cancels it). */
+let loading = false;
 let started = 0, firstToken = 0, tokens = 0;
 
 function setBusy(busy: boolean) {
   for (const id of ["send", "reset", "load", "inspect"]) ($(id) as HTMLButtonElement).disabled = busy || (id !== "load" && !model);
-  ($("stop") as HTMLButtonElement).disabled = !busy || !reply;
+  ($("stop") as HTMLButtonElement).disabled = !busy || !(reply || loading);
 }
 
 function settings(): Settings {
@@ -165,6 +168,7 @@ function onChunk(r: Extract<Response, { type: "chunk" }>) {
     if (r.finishReason === "abort") reply.append(" [stopped]");
     reply = undefined;
     setBusy(false);
+    measureTab();
   }
 }
 
@@ -212,7 +216,9 @@ worker.onmessage = (e: MessageEvent<Response>) => {
     drawLayerChart($("layer-chart"), c.layers);
     fillSelect($("layer"), c.layers.length);
     fillSelect($("head"), c.layers[0]!.queryHeads);
+    loading = false;
     setBusy(false);
+    measureTab();
   } else if (r.type === "chunk") onChunk(r);
   else if (r.type === "inspected") {
     drawAttention($<HTMLCanvasElement>("attention"), r.inspection);
@@ -220,7 +226,11 @@ worker.onmessage = (e: MessageEvent<Response>) => {
     drawLens($<HTMLTableElement>("lens"), r.inspection);
     setBusy(false);
   } else if (r.type === "error") {
-    if (r.during === "load") (status("error", `Could not load the model: ${r.message}`), (bar.hidden = true));
+    if (r.during === "load") {
+      status("error", r.aborted ? "Loading stopped." : `Could not load the model: ${r.message}`);
+      bar.hidden = true;
+      loading = false;
+    }
     else addMessage("error", r.message);
     if (r.during === "send" && reply) (reply.remove(), (reply = undefined));
     setBusy(false);
@@ -234,13 +244,15 @@ setInterval(() => {
   const heap = (performance as { memory?: { usedJSHeapSize: number } }).memory;
   if (heap) $("stat-heap").textContent = mib(heap.usedJSHeapSize);
 }, 1000);
+/** The whole tab's memory, workers and WebAssembly included (Chromium, cross-origin isolated pages only). */
 const measure = (performance as { measureUserAgentSpecificMemory?: () => Promise<{ bytes: number }> }).measureUserAgentSpecificMemory;
-if (measure && crossOriginIsolated) {
-  // the browser answers at its next garbage collection, so this is asked for now and then
-  const update = () => measure.call(performance).then((m) => ($("stat-tab").textContent = mib(m.bytes)), () => {});
-  update();
-  setInterval(update, 15_000);
-} else $("stat-tab").textContent = "(needs cross-origin isolation)";
+function measureTab() {
+  if (!measure || !crossOriginIsolated) return void ($("stat-tab").textContent = "(needs cross-origin isolation)");
+  // the browser answers at its next garbage collection, so the figure says when it was taken
+  measure.call(performance).then((m) => ($("stat-tab").textContent = `${mib(m.bytes)} at ${new Date().toLocaleTimeString()}`), () => {});
+}
+measureTab();
+setInterval(measureTab, 15_000);
 
 await listModels();
 setBusy(false);

@@ -62,4 +62,4 @@ export type Response =
   | { type: "loaded"; info: ModelInfo }
   | { type: "chunk"; text: string; ids: number[]; done: boolean; finishReason?: string; tokensPerSecond?: number; arenaBytes: number }
   | { type: "inspected"; inspection: Inspection }
-  | { type: "error"; during: Request["type"]; message: string };
+  | { type: "error"; during: Request["type"]; message: string; aborted: boolean };

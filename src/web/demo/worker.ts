@@ -9,7 +9,8 @@ let engine: { model: OpenELM; tokenizer: Tokenizer; generator: TextGenerator; in
 let conversation: Conversation | undefined;
 /** The ids of the last chat turn (prompt and reply): the text the look-inside view shows by default. */
 let lastIds: number[] = [];
-let replying: AbortController | undefined;
+/** Cancels the reply or the load under way (the Stop button). */
+let stopping: AbortController | undefined;
 let queue = Promise.resolve();
 /** Tokens the look-inside view shows at most (its attention map is tokens × tokens). */
 const INSPECT_TOKENS = 128;
@@ -18,8 +19,9 @@ const post = (r: Response) => postMessage(r);
 
 addEventListener("message", (e: MessageEvent<Request>) => {
   const request = e.data;
-  if (request.type === "stop") return replying?.abort();
-  queue = queue.then(() => handle(request)).catch((err: unknown) => post({ type: "error", during: request.type, message: (err as Error).message ?? String(err) }));
+  if (request.type === "stop") return stopping?.abort();
+  queue = queue.then(() => handle(request)).catch((err: unknown) =>
+    post({ type: "error", during: request.type, message: (err as Error).message ?? String(err), aborted: (err as Error).name === "AbortError" }));
 });
 
 async function handle(r: Request): Promise<void> {
@@ -40,11 +42,13 @@ async function load(r: Extract<Request, { type: "load" }>): Promise<void> {
   await engine?.model.close();
   engine = conversation = undefined;
   lastIds = [];
+  stopping = new AbortController();
   const { model, tokenizer, name } = await loadFrom(r.source, {
     threads: r.threads,
+    signal: stopping.signal,
     onDownload: (p) => post({ type: "download", ...p }),
     onProgress: (done, total) => post({ type: "weights", done, total }),
-  });
+  }).finally(() => (stopping = undefined));
   const c = model.config;
   const info: ModelInfo = {
     name, modelDim: c.modelDim, headDim: c.headDim, vocabSize: c.vocabSize, contextLength: c.maxContextLength,
@@ -59,17 +63,17 @@ async function load(r: Extract<Request, { type: "load" }>): Promise<void> {
 async function send(r: Extract<Request, { type: "send" }>, generator: TextGenerator): Promise<void> {
   const chat = (conversation ??= generator.conversation({ system: r.system || undefined }));
   const s = r.settings;
-  replying = new AbortController();
+  stopping = new AbortController();
   const reply: number[] = [];
   try {
-    const options = { temperature: s.temperature, topK: s.topK || undefined, topP: s.topP, maxNewTokens: s.maxNewTokens, seed: s.seed, ignoreEos: s.ignoreEos, signal: replying.signal };
+    const options = { temperature: s.temperature, topK: s.topK || undefined, topP: s.topP, maxNewTokens: s.maxNewTokens, seed: s.seed, ignoreEos: s.ignoreEos, signal: stopping.signal };
     for await (const chunk of chat.send(r.text, options)) {
       reply.push(...chunk.ids);
       const tokensPerSecond = chunk.timings?.decodeTokensPerSecond;
       post({ type: "chunk", text: chunk.text, ids: chunk.ids, done: chunk.done, finishReason: chunk.finishReason, tokensPerSecond, arenaBytes: generator.model.arena.used });
     }
   } finally {
-    replying = undefined;
+    stopping = undefined;
   }
   // this turn's prompt (as rendered before the reply joined the history) and the reply
   const before = chat.messages.slice(0, -1);
