@@ -1,7 +1,8 @@
 // The web loaders in Debian's Chromium (playwright-core), against a real HTTP server with Range requests:
 // a model from a URL gives Node's greedy ids, the second visit reads it from the OPFS cache with no
-// download, an aborted download is not cached; a picked folder and a directory handle load the same model;
-// a file larger than 4 GiB reads right past 2^31 and 2^32 both by URL and as a File.
+// download, an aborted download is not cached, a worker without createWritable caches through a sync access
+// handle; a picked folder and directory handles load the same model; a file larger than 4 GiB reads right
+// past 2^31 and 2^32 both by URL and as a File.
 import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, normalize } from "node:path";
@@ -95,6 +96,18 @@ describe("web loaders in Chromium", () => {
 
     expect(await call<number>(p, "clearCache")).toBe(2);
     expect(await call<unknown[]>(p, "listCache")).toEqual([]);
+  });
+
+  it("in a worker without createWritable, the cache writes through a sync access handle", async () => {
+    const p = await page();
+    server.set(WELL);
+    const bytes = readFileSync(join(ORACLE, MODEL, "model.safetensors")); // more than one 4 MiB piece
+    const checksum = bytes.reduce((h, b, i) => (h + b * ((i % 251) + 1)) >>> 0, 0);
+    expect(await call(p, "cacheInWorker", `${server.url}${FOLDER}/model.safetensors`)).toEqual({
+      visits: [{ fromCache: [false], checksum }, { fromCache: [true], checksum }],
+      cleared: 1,
+    });
+    expect(modelGets()).toEqual(["model.safetensors"]);
   });
 
   it("from a picked folder (<input webkitdirectory>) and from directory handles, flat and with shards in a subfolder", async () => {

@@ -63,21 +63,15 @@ async function lookup(dir: Directory, key: string, remote: RemoteFile, validator
   return file?.size === remote.size ? file : undefined;
 }
 
-/** Copy the whole remote file into `handle`, a piece at a time. */
-async function download(handle: FileHandle, remote: RemoteFile): Promise<void> {
-  const buf = new Uint8Array(Math.min(PIECE, remote.size));
-  const pieces = async (write: (piece: Uint8Array<ArrayBuffer>, at: number) => Promise<unknown> | unknown) => {
-    for (let at = 0; at < remote.size; at += buf.byteLength) {
-      const piece = buf.subarray(0, Math.min(buf.byteLength, remote.size - at));
-      await remote.read(at, piece);
-      await write(piece, at);
-    }
-  };
+type Write = (bytes: Uint8Array<ArrayBuffer>, at: number) => Promise<unknown>;
+
+/** Write a file with `fill`, which calls `write(bytes, at)` in order: by a writable stream, or in a worker by a sync access handle. */
+async function writeFile(handle: FileHandle, fill: (write: Write) => Promise<unknown>): Promise<void> {
   if (handle.createWritable) {
     // a writable stream commits on close(), so an aborted one leaves the file as it was
     const w = await handle.createWritable();
     try {
-      await pieces((p) => w.write(p));
+      await fill((bytes) => w.write(bytes));
       await w.close();
     } catch (e) {
       await w.abort().catch(() => {});
@@ -87,7 +81,7 @@ async function download(handle: FileHandle, remote: RemoteFile): Promise<void> {
     const h = await handle.createSyncAccessHandle(); // workers only, in browsers without createWritable
     try {
       h.truncate(0);
-      await pieces((p, at) => h.write(p, { at }));
+      await fill(async (bytes, at) => h.write(bytes, { at }));
       h.flush();
     } finally {
       h.close();
@@ -96,6 +90,16 @@ async function download(handle: FileHandle, remote: RemoteFile): Promise<void> {
     throw new Error("this OPFS has no way to write a file here");
   }
 }
+
+/** Copy the whole remote file, a piece at a time. */
+const download = (remote: RemoteFile) => async (write: Write) => {
+  const buf = new Uint8Array(Math.min(PIECE, remote.size));
+  for (let at = 0; at < remote.size; at += buf.byteLength) {
+    const piece = buf.subarray(0, Math.min(buf.byteLength, remote.size - at));
+    await remote.read(at, piece);
+    await write(piece, at);
+  }
+};
 
 /**
  * `remote` read through the cache: from OPFS when a complete copy of this URL and validator is there (one
@@ -114,16 +118,15 @@ export async function cachedSource(remote: RemoteFile, validator: string | undef
   try {
     await dir.removeEntry(`${key}.json`).catch(() => {});
     const handle: FileHandle = await dir.getFileHandle(`${key}.data`, { create: true });
-    await download(handle, remote);
+    await writeFile(handle, download(remote));
     file = await handle.getFile();
     const record: CachedFile = { url: remote.url.href, validator, size: remote.size, saved: new Date().toISOString() };
-    const w = await (await dir.getFileHandle(`${key}.json`, { create: true })).createWritable();
-    await w.write(JSON.stringify(record));
-    await w.close();
+    const text = new TextEncoder().encode(JSON.stringify(record));
+    await writeFile(await dir.getFileHandle(`${key}.json`, { create: true }), (write) => write(text, 0));
   } catch (e) {
+    await dir.removeEntry(`${key}.data`).catch(() => {});
     if (e instanceof FileError || (e as Error).name === "AbortError") throw e; // the network's fault, or the user's wish
     console.warn(`openelm: cannot keep ${remote.url} in the browser's storage (${(e as Error).message}); reading it from the network`);
-    await dir.removeEntry(`${key}.data`).catch(() => {});
     return remote;
   }
   return blobSource(file, remote.name);
