@@ -7,9 +7,10 @@ import type { Inspection } from "./protocol.js";
 /** Tokens the lens lists per layer. */
 const LENS_TOP = 5;
 
-/** A short readable label of one token (specials by name, spaces visible). */
-export function tokenLabel(tokenizer: Tokenizer, id: number): string {
+/** A short readable label of one token: BOS and EOS by name, a token with no text of its own by id. */
+function tokenLabel(tokenizer: Tokenizer, eos: number, id: number): string {
   if (id === tokenizer.bosId) return "<s>";
+  if (id === eos) return "</s>";
   const text = tokenizer.decode([id]);
   return text === "" ? `#${id}` : text.replace(/\n/g, "\\n");
 }
@@ -66,8 +67,9 @@ function topTokens(logits: Float32Array, top: number): { id: number; p: number }
   const best: { id: number; v: number }[] = [];
   logits.forEach((v, id) => {
     if (best.length === top && v <= best[top - 1]!.v) return;
-    best.splice(best.findIndex((b) => v > b.v) >>> 0, 0, { id, v }); // -1 >>> 0 appends
-    best.length = Math.min(best.length, top);
+    const at = best.findIndex((b) => v > b.v);
+    best.splice(at < 0 ? best.length : at, 0, { id, v });
+    if (best.length > top) best.pop();
   });
   return best.map(({ id, v }) => ({ id, p: Math.exp(v - max) / sum }));
 }
@@ -86,8 +88,8 @@ export function inspect(model: OpenELM, tokenizer: Tokenizer, ids: number[], lay
   const logits = lensLogits(model, last, c.numLayers), V = c.vocabSize;
   return {
     layer, head, kvHead: Math.floor(head / (qHeads / kvHeads)),
-    tokens: ids.map((id) => tokenLabel(tokenizer, id)),
+    tokens: ids.map((id) => tokenLabel(tokenizer, c.eosTokenId, id)),
     attention: attentionWeights(taps[`layers.${layer}.q_rope`]!.data, taps[`layers.${layer}.k_rope`]!.data, T, qHeads, kvHeads, c.headDim, head),
-    lens: c.numQueryHeads.map((_, l) => topTokens(logits.subarray(l * V, (l + 1) * V), LENS_TOP).map(({ id, p }) => ({ id, p, token: tokenLabel(tokenizer, id) }))),
+    lens: c.numQueryHeads.map((_, l) => topTokens(logits.subarray(l * V, (l + 1) * V), LENS_TOP).map(({ id, p }) => ({ id, p, token: tokenLabel(tokenizer, c.eosTokenId, id) }))),
   };
 }

@@ -36,8 +36,9 @@ async function listModels() {
   const served = await fetch("./models.json").then((r) => (r.ok ? (r.json() as Promise<{ url: string; label: string; default?: boolean }[]>) : []), () => []);
   for (const m of served) addChoice(m.url, m.label).selected = Boolean(m.default);
   addChoice("url", "A URL…");
-  choice.onchange = () => (input("model-url").hidden = choice.value !== "url");
-  choice.onchange(new Event("change"));
+  const showUrlField = () => (input("model-url").hidden = choice.value !== "url");
+  choice.onchange = showUrlField;
+  showUrlField();
 }
 
 function pickLocal(source: ModelSource, label: string) {

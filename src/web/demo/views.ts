@@ -38,22 +38,33 @@ export function drawLayerChart(host: HTMLElement, layers: LayerShape[]): void {
 /** The attention weights as a heat map: row = query position, column = key position, darker = more weight. */
 export function drawAttention(canvas: HTMLCanvasElement, x: Inspection): void {
   const T = x.tokens.length, cell = Math.max(3, Math.min(16, Math.floor(480 / T)));
-  canvas.width = canvas.height = T * cell;
+  // the tokens label the rows when there is room for their text
+  const labels = cell >= 10, left = labels ? 96 : 0;
+  canvas.width = left + T * cell;
+  canvas.height = T * cell;
   const ctx = canvas.getContext("2d")!;
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, canvas.width, canvas.height);
-  x.attention.forEach((row, i) =>
+  ctx.font = `${Math.min(12, cell - 1)}px system-ui, sans-serif`;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  x.attention.forEach((row, i) => {
+    if (labels) {
+      ctx.fillStyle = "#374151";
+      ctx.fillText(x.tokens[i]!.slice(0, 12), left - 4, (i + 0.5) * cell);
+    }
     row.forEach((w, j) => {
       if (j > i) return;
       ctx.fillStyle = `rgba(37, 99, 235, ${Math.sqrt(w)})`; // sqrt so that small weights still show
-      ctx.fillRect(j * cell, i * cell, cell, cell);
-    }));
+      ctx.fillRect(left + j * cell, i * cell, cell, cell);
+    });
+  });
   canvas.dataset.weights = JSON.stringify(x.attention);
   canvas.dataset.layer = String(x.layer);
   canvas.dataset.head = String(x.head);
   canvas.onmousemove = (e) => {
-    const i = Math.floor(e.offsetY / cell), j = Math.floor(e.offsetX / cell);
-    if (i < T && j < T) canvas.title = `${JSON.stringify(x.tokens[i])} → ${JSON.stringify(x.tokens[j])}: ${x.attention[i]![j]!.toFixed(3)}`;
+    const i = Math.floor(e.offsetY / cell), j = Math.floor((e.offsetX - left) / cell);
+    canvas.title = i < T && j >= 0 && j <= i ? `${JSON.stringify(x.tokens[i])} → ${JSON.stringify(x.tokens[j])}: ${x.attention[i]![j]!.toFixed(3)}` : "";
   };
 }
 
