@@ -20,9 +20,12 @@ const BIG = join(tmpdir(), `openelm-big-${process.pid}.bin`), BIG_SIZE = 4.5 * 2
 const MARKS = [2 ** 31 - 8, 2 ** 32 - 3, 2 ** 32 + 1234567, BIG_SIZE - 16];
 const mark = (at: number) => Array.from({ length: 16 }, (_, i) => (at * 31 + i * 7) & 255);
 
+/** Where the README's URL example (test/browser/readme-url.js) finds its model, relative to the page. */
+const EXAMPLE_FOLDER = "/test/browser/models/OpenELM-270M-Instruct/";
+
 const server = new RangeServer((path) => {
   if (path === "/big.bin") return { path: BIG };
-  const file = join(ROOT, normalize(path));
+  const file = path.startsWith(EXAMPLE_FOLDER) ? join(ORACLE, MODEL, normalize(path.slice(EXAMPLE_FOLDER.length))) : join(ROOT, normalize(path));
   return file.startsWith(ROOT) && statSync(file, { throwIfNoEntry: false })?.isFile() ? { path: file } : undefined;
 });
 let browser: Browser, context: BrowserContext, nodeIds: number[], shardedIds: number[];
@@ -122,6 +125,24 @@ describe("web loaders in Chromium", () => {
     const nested: Record<string, object> = { "model.safetensors.index.json": { text: JSON.stringify(index) }, "config.json": { url: `${server.url}/ref/oracle/${SHARDED}/config.json` } };
     for (const shard of readdirSync(dir).filter((n) => n.endsWith(".safetensors"))) nested[`parts/${shard}`] = { url: `${server.url}/ref/oracle/${SHARDED}/${shard}` };
     expect((await call<Run>(p, "fromDirectoryHandle", nested, SHARDED_PROMPT)).ids).toEqual(shardedIds);
+  });
+
+  it("the README's examples: a model from a URL, streamed, and from a picked folder give Node's text", async () => {
+    const model = await loadOracle(MODEL, { wasm: kernelBuild, threads: 1 });
+    const { text } = await new TextGenerator(model, await loadTokenizerFromFolder(join(ORACLE, MODEL))).complete("Once upon a time", { maxNewTokens: 24 });
+    await model.close();
+    expect(text.length).toBeGreaterThan(20);
+    const example = async (name: string) => {
+      const p = await context.newPage();
+      await p.goto(`${server.url}/test/browser/readme-examples.html?example=${name}`);
+      await p.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+      return p;
+    };
+    expect(await (await example("url")).textContent("output")).toBe(text);
+    const p = await example("folder");
+    await p.setInputFiles("input[webkitdirectory]", join(ORACLE, MODEL));
+    await p.waitForFunction(() => document.querySelector("output")!.textContent !== "");
+    expect(await p.textContent("output")).toBe(text);
   });
 
   it("a file larger than 4 GiB reads right past 2^31 and 2^32, by URL with ranges and as a File", async () => {
