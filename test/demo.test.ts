@@ -197,6 +197,7 @@ describe("openelm web in Chromium", () => {
     expect(await page.evaluate(() => crossOriginIsolated)).toBe(false);
     expect(await page.textContent("#isolation")).toMatch(/not cross-origin isolated .* runs on one thread/);
     expect(await page.textContent("#stat-kernels")).toBe("wasm-relaxed");
+    expect([await page.inputValue("#threads"), await page.isDisabled("#threads")]).toEqual(["1", true]);
     await settings(page, { temperature: 0, maxTokens: 4, ignoreEos: true });
     const reply = await chat(page, "Hello", 1);
     await page.waitForSelector(`${reply}[data-finish]`, { timeout: 20_000 });

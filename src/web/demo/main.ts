@@ -11,7 +11,8 @@ const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "modu
 const send = (r: Request) => worker.postMessage(r);
 
 // Threads share the kernels' memory only in a cross-origin isolated page (COOP/COEP headers).
-const threads = crossOriginIsolated ? Math.max(1, navigator.hardwareConcurrency || 1) : 1;
+input("threads").value = String(crossOriginIsolated ? Math.min(256, navigator.hardwareConcurrency || 1) : 1);
+input("threads").disabled = !crossOriginIsolated;
 if (!crossOriginIsolated) {
   const notice = $("isolation");
   notice.hidden = false;
@@ -89,7 +90,7 @@ $("load").onclick = () => {
   const bar = $<HTMLProgressElement>("progress");
   bar.hidden = false;
   bar.removeAttribute("value"); // indeterminate until the first progress event
-  send({ type: "load", source, threads });
+  send({ type: "load", source, threads: Math.min(256, Math.max(1, Math.round(Number(input("threads").value)) || 1)) });
 };
 
 function status(state: string, text: string) {
