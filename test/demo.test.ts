@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config.js";
 import { argmax } from "../src/generation/sampler.js";
 import { TextGenerator } from "../src/generation/stream.js";
-import { loadTokenizerFromFolder } from "../src/node/index.js";
+import { loadModelFromFolder, loadTokenizerFromFolder } from "../src/node/index.js";
 import { trace } from "../src/trace.js";
 import { ORACLE, ROOT, loadOracle } from "./helpers/oracle.js";
 
@@ -22,6 +22,7 @@ const DEMO = join(ORACLE, "elm-tiny-32k");
 const SHOTS = join(ROOT, "test-results/demo");
 const tmp = mkdtempSync(join(tmpdir(), "openelm-demo-"));
 const SECRET = "not for the web";
+const GGUF = join(tmp, "elm-tiny-32k.gguf");
 let server: ChildProcess, browser: Browser, base = "";
 
 beforeAll(async () => {
@@ -33,6 +34,8 @@ beforeAll(async () => {
   mkdirSync(long);
   copyFileSync(join(DEMO, "model.safetensors"), join(long, "model.safetensors"));
   writeFileSync(join(long, "config.json"), JSON.stringify({ ...JSON.parse(readFileSync(join(DEMO, "config.json"), "utf8")), max_context_length: 4096 }));
+  const convert = spawnSync(process.execPath, [join(ROOT, "dist/node/cli.js"), "convert", "--model", DEMO, "--out", GGUF, "--type", "f32"], { encoding: "utf8" });
+  expect(convert.status, convert.stderr).toBe(0);
   // a link out of the model folder, which must never be served
   writeFileSync(join(tmp, "outside.txt"), SECRET);
   symlinkSync(join(tmp, "outside.txt"), join(long, "secret.txt"));
@@ -63,8 +66,8 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-/** The page, with a model loaded: "models/demo/" or "models/local/". */
-async function open(model: string, isolated = true): Promise<Page> {
+/** The page, with a model loaded: "models/demo/", "models/local/", or what `pick` chooses. */
+async function open(model: string | ((page: Page) => Promise<void>), isolated = true): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(e.message));
@@ -76,7 +79,7 @@ async function open(model: string, isolated = true): Promise<Page> {
       await route.fulfill({ response, headers });
     });
   await page.goto(base);
-  await page.selectOption("#model-choice", model);
+  await (typeof model === "string" ? page.selectOption("#model-choice", model) : model(page));
   await page.click("#load");
   await page.waitForSelector("#model-status:is([data-state=loaded], [data-state=error])", { timeout: 30_000 });
   expect(errors).toEqual([]);
@@ -97,6 +100,18 @@ async function chat(page: Page, text: string, n: number): Promise<string> {
   return `#messages > .message.assistant:nth-child(${2 * n})`;
 }
 
+/** Node's reply to the first message of a chat with the model at `path` (folder or .gguf), greedy, ignoring EOS. */
+async function nodeReply(path: string, text: string, maxNewTokens: number): Promise<{ ids: number[]; text: string }> {
+  const model = await loadModelFromFolder(path, { threads: 1 });
+  const chat = new TextGenerator(model, await loadTokenizerFromFolder(path)).conversation(), reply = { ids: [] as number[], text: "" };
+  for await (const chunk of chat.send(text, { temperature: 0, maxNewTokens, ignoreEos: true })) {
+    reply.ids.push(...chunk.ids);
+    reply.text += chunk.text;
+  }
+  await model.close();
+  return reply;
+}
+
 const idsOf = async (page: Page, reply: string) => ((await page.getAttribute(reply, "data-ids")) ?? "").split(",").filter(Boolean).map(Number);
 
 describe("openelm web in Chromium", () => {
@@ -109,12 +124,7 @@ describe("openelm web in Chromium", () => {
     await settings(page, { temperature: 0, maxTokens: 24, ignoreEos: true });
     const reply = await chat(page, "What is a llama?", 1);
     await page.waitForSelector(`${reply}[data-finish]`, { timeout: 20_000 });
-    const node = new TextGenerator(await loadOracle("elm-tiny-32k", { threads: 1 }), await loadTokenizerFromFolder(DEMO)).conversation();
-    const expected = { ids: [] as number[], text: "" };
-    for await (const chunk of node.send("What is a llama?", { temperature: 0, maxNewTokens: 24, ignoreEos: true })) {
-      expected.ids.push(...chunk.ids);
-      expected.text += chunk.text;
-    }
+    const expected = await nodeReply(DEMO, "What is a llama?", 24);
     expect(await idsOf(page, reply)).toEqual(expected.ids);
     expect(await page.textContent(reply)).toBe(expected.text);
     expect(await page.getAttribute(reply, "data-finish")).toBe("length");
@@ -123,6 +133,22 @@ describe("openelm web in Chromium", () => {
     expect(await page.textContent("#stat-arena")).toMatch(/^[\d.]+ MiB$/);
     await page.screenshot({ path: join(SHOTS, "chat.png") });
     await page.close();
+  }, 60_000);
+
+  it("opens a local folder and a local .gguf file", async () => {
+    const picks: [string, (page: Page) => Promise<void>][] = [
+      [DEMO, (page) => page.setInputFiles("#folder-input", DEMO)],
+      [GGUF, (page) => page.setInputFiles("#file-input", GGUF)],
+    ];
+    for (const [path, pick] of picks) {
+      const page = await open(pick);
+      expect(await page.textContent("#model-choice option:checked")).toMatch(/^Local: /);
+      await settings(page, { temperature: 0, maxTokens: 8, ignoreEos: true });
+      const reply = await chat(page, "What is a llama?", 1);
+      await page.waitForSelector(`${reply}[data-finish]`, { timeout: 20_000 });
+      expect(await idsOf(page, reply), path).toEqual((await nodeReply(path, "What is a llama?", 8)).ids);
+      await page.close();
+    }
   }, 60_000);
 
   it("Stop ends a long reply mid-stream, and the chat goes on", async () => {

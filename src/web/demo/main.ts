@@ -44,7 +44,9 @@ async function listModels() {
 
 function pickLocal(source: ModelSource, label: string) {
   picked = source;
-  addChoice("local", `Local: ${label}`).selected = true;
+  const option = [...choice.options].find((o) => o.value === "local") ?? addChoice("local", "");
+  option.textContent = `Local: ${label}`;
+  option.selected = true;
   input("model-url").hidden = true;
 }
 
@@ -64,12 +66,12 @@ for (const id of ["folder-input", "file-input"])
 document.addEventListener("dragover", (e) => e.preventDefault());
 document.addEventListener("drop", async (e) => {
   e.preventDefault();
-  const items = Array.from(e.dataTransfer?.items ?? []).filter((i) => i.kind === "file");
+  // the dropped data is readable only during the event: take the files and ask for handles before awaiting
+  const files = Array.from(e.dataTransfer?.files ?? []), items = Array.from(e.dataTransfer?.items ?? []).filter((i) => i.kind === "file");
   // a dropped folder arrives as a directory handle where the browser offers them (Chromium)
   const handles = await Promise.all(items.map((i) => (i as { getAsFileSystemHandle?: () => Promise<FileSystemHandle | null> }).getAsFileSystemHandle?.()));
   const dir = handles.find((h): h is FileSystemDirectoryHandle => h?.kind === "directory");
   if (dir) return pickLocal({ kind: "directory", handle: dir }, dir.name);
-  const files = Array.from(e.dataTransfer?.files ?? []);
   if (files.length) pickLocal({ kind: "files", files }, files.map((f) => f.name).join(", "));
 });
 

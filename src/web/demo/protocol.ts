@@ -39,7 +39,6 @@ export interface ModelInfo {
   vocabSize: number;
   contextLength: number;
   kernels: string;
-  threads: number;
   arenaBytes: number;
 }
 

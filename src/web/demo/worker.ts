@@ -53,7 +53,7 @@ async function load(r: Extract<Request, { type: "load" }>): Promise<void> {
   const info: ModelInfo = {
     name, modelDim: c.modelDim, headDim: c.headDim, vocabSize: c.vocabSize, contextLength: c.maxContextLength,
     layers: c.numQueryHeads.map((q, l) => ({ queryHeads: q, kvHeads: c.numKvHeads[l]!, ffnDim: c.ffnDims[l]! })),
-    kernels: model.kernels.name, threads: r.threads, arenaBytes: model.arena.used,
+    kernels: model.kernels.name, arenaBytes: model.arena.used,
   };
   engine = { model, tokenizer, generator: new TextGenerator(model, tokenizer), info };
   model.onWarning = (m) => console.warn(`openelm: ${m}`);
