@@ -13,6 +13,7 @@ import type { ModelFiles } from "../../files.js";
 import { folderFiles } from "../files.js";
 import { DEMO_MODEL, UsageError, parseInteger } from "./args.js";
 
+/** The command's help text (openelm web --help, and in openelm --help). */
 export const HELP = {
   web: `openelm web [--port P] [--host H] [--model DIR|FILE.gguf]
   Serve the demo page: chat with a model in its Instruct template (streaming, stop, sampling settings,

@@ -17,6 +17,7 @@ export interface Settings {
   ignoreEos: boolean;
 }
 
+/** What the page asks of the worker. */
 export type Request =
   | { type: "load"; source: ModelSource; threads: number }
   | { type: "send"; text: string; system: string; settings: Settings }
@@ -31,6 +32,7 @@ export interface LayerShape {
   ffnDim: number;
 }
 
+/** The loaded model, as the page shows it. */
 export interface ModelInfo {
   name: string;
   layers: LayerShape[];
@@ -55,6 +57,7 @@ export interface Inspection {
   lens: { token: string; id: number; p: number }[][];
 }
 
+/** What the worker answers: progress, the model, reply chunks, inspections, errors (naming the request). */
 export type Response =
   | { type: "download"; file: string; loaded: number; total: number; fromCache: boolean }
   | { type: "weights"; done: number; total: number }
