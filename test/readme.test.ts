@@ -1,0 +1,137 @@
+// Every code block of README.md runs here, so that no example goes stale. The convention:
+// - A block right after `<!-- same as PATH -->` must equal the repository's file PATH, which another test
+//   runs (test/bundlers/*: test/bundlers.test.ts builds and runs them).
+// - A block right after `<!-- file: NAME -->` is written to NAME in the scratch project, for the sh lines.
+// - ```sh blocks: each line is a command that bash runs in a scratch project where openelm is installed
+//   from the packed tarball (as `npm install openelm` installs it), `openelm/` is a clone of this repository,
+//   the model names the README uses (DIR, OpenELM-270M, path/to/OpenELM-270M-Instruct, ...) are the demo
+//   model, and the data files (*.jsonl, wiki.test.raw, *.gguf, yours.safetensors) are small real files.
+//   Optional parts in [brackets] run included. Each line must exit 0. (`npx openelm` runs the installed bin.)
+// - ```ts and ```js blocks run as ES modules in Node in that project (TypeScript through esbuild).
+// - What cannot run is listed in NOT_RUN with the reason; a listed line that leaves the README fails here.
+// The API reference (TypeDoc over the TSDoc comments) must build without a warning.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { transform } from "esbuild";
+import { beforeAll, describe, expect, it } from "vitest";
+import { ROOT } from "./helpers/oracle.js";
+import { installedProject } from "./bundlers/project.js";
+
+interface Block {
+  lang: string;
+  code: string;
+  /** The HTML comment on the line before the fence, if any. */
+  note?: string;
+  line: number;
+}
+
+/** The fenced code blocks of a Markdown text, with indentation (list items) removed. */
+function codeBlocks(markdown: string): Block[] {
+  const lines = markdown.split("\n"), blocks: Block[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const open = /^(\s*)```(\w*)\s*$/.exec(lines[i]!);
+    if (!open) continue;
+    const indent = open[1]!.length, start = i, body: string[] = [];
+    while (!/^\s*```\s*$/.test(lines[++i] ?? "```")) body.push(lines[i]!.slice(indent));
+    const note = /^\s*<!--\s*(.*?)\s*-->\s*$/.exec(lines[start - 1] ?? "")?.[1];
+    blocks.push({ lang: open[2]!, code: body.join("\n") + "\n", note, line: start + 1 });
+  }
+  return blocks;
+}
+
+const NOT_RUN: Record<string, string> = {
+  "npm install openelm": "installs from the npm registry; the scratch project has the packed tarball installed instead, as test/package.test.ts checks",
+};
+
+const README = readFileSync(join(ROOT, "README.md"), "utf8");
+const blocks = codeBlocks(README);
+const shLines = blocks.filter((b) => b.lang === "sh").flatMap((b) => b.code.split("\n").filter((l) => l.trim() !== "").map((l) => ({ line: l, block: b })));
+const modules = blocks.filter((b) => (b.lang === "ts" || b.lang === "js") && !b.note);
+const DEMO = "node_modules/openelm/ref/oracle/elm-tiny-32k";
+const MODEL_NAMES = ["DIR", "OpenELM-270M", "OpenELM-270M-Instruct", "OpenELM-3B", "OpenELM-3B-Instruct", "OpenELM-1_1B-Instruct", "path/to/OpenELM-270M-Instruct"];
+const HELLASWAG = [
+  { activity_label: "Baking cookies", ctx_a: "A woman puts a tray in the oven.", ctx_b: "she", endings: ["waits for them to bake.", "swims across the tray.", "sings to the oven [title] loudly.", "reads the oven."], label: "0" },
+  { activity_label: "Running", ctx_a: "A man ties his shoes.", ctx_b: "he", endings: ["runs down the road.", "eats the shoes.", "paints the road.", "flies away."], label: 0 },
+];
+
+let scratch = "";
+const outputs = new Map<string, string>();
+
+// npx would run node_modules/.bin/openelm; this does so without npx's second of start-up per line
+// (test/package.test.ts runs the real npx).
+const NPX = 'npx() { if [ "$1" = openelm ]; then shift; node node_modules/.bin/openelm "$@"; else command npx "$@"; fi; }';
+
+/** bash in the scratch project, with Deno and Bun (this repository's dev dependencies) on the PATH. */
+const bash = (command: string) =>
+  spawnSync("bash", ["-c", `${NPX}\n${command}`], {
+    cwd: scratch, encoding: "utf8", input: "What is a llama?\n", timeout: 120_000,
+    env: { ...process.env, PATH: `${join(ROOT, "node_modules/.bin")}:${process.env.PATH}` },
+  });
+
+beforeAll(() => {
+  const project = installedProject();
+  scratch = mkdtempSync(join(tmpdir(), "openelm-readme-"));
+  writeFileSync(join(scratch, "package.json"), JSON.stringify({ name: "readme", private: true, type: "module" }));
+  symlinkSync(join(project.dir, "node_modules"), join(scratch, "node_modules"));
+  symlinkSync(ROOT, join(scratch, "openelm"));
+  for (const name of MODEL_NAMES) {
+    mkdirSync(dirname(join(scratch, name)), { recursive: true });
+    symlinkSync(join(scratch, DEMO), join(scratch, name));
+  }
+  writeFileSync(join(scratch, "hellaswag-validation.jsonl"), HELLASWAG.map((d) => JSON.stringify(d)).join("\n") + "\n");
+  writeFileSync(join(scratch, "wiki.test.raw"), README.slice(0, 3000));
+  for (const b of blocks) {
+    const file = /^file: (\S+)$/.exec(b.note ?? "")?.[1];
+    if (file) writeFileSync(join(scratch, file), b.code);
+  }
+  for (const setup of [`npx openelm convert --model ${DEMO} --out OpenELM-270M-Instruct-Q4_K_M.gguf --type q4_k_m`, `npx openelm trace --model ${DEMO} --ids 1,5,9 --out yours.safetensors --taps "layers.*.q_rope,logits"`]) {
+    const r = bash(setup);
+    expect(r.status, `${setup}: ${r.stderr}`).toBe(0);
+  }
+}, 300_000);
+
+describe("README.md", () => {
+  it("has the blocks this test expects: sh lines, modules, and files it names", () => {
+    expect(shLines.length).toBeGreaterThan(20);
+    expect(modules.length).toBeGreaterThanOrEqual(2);
+    for (const line of Object.keys(NOT_RUN)) expect(shLines.map((l) => l.line), `NOT_RUN lists "${line}", no longer in README.md`).toContain(line);
+    const known = blocks.filter((b) => b.note && !/^(same as|file:) /.test(b.note));
+    expect(known.map((b) => `line ${b.line}: ${b.note}`)).toEqual([]);
+  });
+
+  it.each(blocks.filter((b) => b.note?.startsWith("same as ")).map((b) => [b.note!.slice(8), b] as const))("the block after <!-- same as %s --> is that file", (path, b) => {
+    expect(b.code).toBe(readFileSync(join(ROOT, path), "utf8"));
+  });
+
+  it.each(shLines.filter((l) => !(l.line in NOT_RUN)).map((l) => [l.line] as const))("$ %s", (line) => {
+    const command = line.replace(/\s\[(--[^\]]+)\]/g, " $1");
+    const r = bash(command);
+    expect(r.status, `${command}\n${r.stderr}`).toBe(0);
+    outputs.set(line, r.stdout);
+  });
+
+  it("app.mjs gives the same text in Node, Deno and Bun, and in Deno through npm: specifiers", () => {
+    const hosts = ["node app.mjs", "deno run --allow-read app.mjs", "bun app.mjs"].map((cmd) => [...outputs].find(([line]) => line.startsWith(cmd))?.[1]);
+    expect(hosts[0]!.length).toBeGreaterThan(10);
+    expect(hosts).toEqual([hosts[0], hosts[0], hosts[0]]);
+    writeFileSync(join(scratch, "npm-app.mjs"), readFileSync(join(scratch, "app.mjs"), "utf8").replaceAll('from "openelm', 'from "npm:openelm'));
+    const r = bash("deno run --allow-read npm-app.mjs");
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe(hosts[0]);
+  });
+
+  it.each(modules.map((b) => [b.lang, b.line, b] as const))("the %s block at line %i runs in Node", async (_lang, _line, b) => {
+    const file = join(scratch, `block-${b.line}.mjs`);
+    writeFileSync(file, b.lang === "ts" ? (await transform(b.code, { loader: "ts", format: "esm" })).code : b.code);
+    const r = spawnSync(process.execPath, [file], { cwd: scratch, encoding: "utf8", timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+  });
+});
+
+it("the API reference builds from the TSDoc comments without a warning", () => {
+  const r = spawnSync(process.execPath, [join(ROOT, "node_modules/typedoc/bin/typedoc"), "--emit", "none"], { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
+  expect(r.stdout + r.stderr).not.toMatch(/warning|error/i);
+  expect(r.status).toBe(0);
+});
