@@ -1,7 +1,7 @@
 // The npm package as a user meets it: the packed tarball is lean (the built code, the demo model, the
 // chat template, LICENSE, README), installs into an empty project without building anything, and its
 // command line and entry points give what the repository gives.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -82,6 +82,26 @@ describe("installed in an empty project", () => {
     expect(out.text).toBe(repo.text);
     expect(out.kernels).toBe("wasm-relaxed-shared ×2 threads");
     for (const url of out.resolved) expect(existsSync(new URL(url)), url).toBe(true);
+  });
+
+  it("npx openelm web serves the demo page and the demo model from the installed package", async () => {
+    // its own process group, so that the stop reaches the server through npx and its shell
+    const server = spawn("npx", ["--no-install", "openelm", "web", "--port", "0"], { cwd: project.dir, stdio: ["ignore", "pipe", "inherit"], detached: true });
+    const exited = new Promise((r) => server.on("exit", r));
+    try {
+      const base = await new Promise<string>((resolve, reject) => {
+        server.stdout.on("data", (d: Buffer) => /http:\/\/\S+\//.test(String(d)) && resolve(/http:\/\/\S+\//.exec(String(d))![0]));
+        server.on("exit", (code) => reject(new Error(`openelm web exited with ${code}`)));
+      });
+      const page = await fetch(base);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toMatch(/<script type="module"/);
+      const config = await fetch(new URL("models/demo/config.json", base));
+      expect(await config.json()).toMatchObject({ num_transformer_layers: 3, vocab_size: 32000 });
+    } finally {
+      process.kill(-server.pid!, "SIGINT");
+      await exited;
+    }
   });
 
   it("openelm conformance asks for the repository's reference data, which the package does not hold, and uses it with --ref", () => {
