@@ -1,11 +1,11 @@
 // The package in a bundled web app, as a user builds one: the app in test/bundlers/ imports "openelm" from
 // the packed tarball installed in an empty project, and is served by the Vite dev server, built by Vite, or
 // bundled by esbuild with the entry points the README gives; in Chromium, on two threads of a
-// cross-origin isolated page, it decodes the ids Node decodes. Without openelm's files beside an esbuild
-// bundle, the page gets an error naming the missing file.
-import { cpSync, mkdirSync, symlinkSync, existsSync, rmSync } from "node:fs";
+// cross-origin isolated page, it opens the demo model by URL (openModel) and decodes the ids Node decodes.
+// Without openelm's files beside an esbuild bundle, the page gets an error naming the missing file.
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { execFileSync } from "node:child_process";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { chromium, type Browser } from "playwright-core";
 import { build, createServer, preview } from "vite";
 import { build as esbuild } from "esbuild";
@@ -59,12 +59,13 @@ const TWO_THREADS = { kernels: "wasm-relaxed-shared ×2 threads", isolated: true
 const viteConfig = () => ({ root: app, configFile: join(app, "vite.config.js"), logLevel: "silent" as const });
 
 describe("bundlers", () => {
-  it("Vite dev server: no setting needed (its dependency pre-bundling rewrites openelm's literal new URL paths)", async () => {
+  it("Vite dev server: openelm's literal new URL paths survive dependency pre-bundling, with no optimizeDeps setting", async () => {
     const server = await createServer({ ...viteConfig(), server: { host: "127.0.0.1", port: 0 } });
     await server.listen();
     try {
       const r = await runApp(server.resolvedUrls!.local[0]!);
       expect(r).toMatchObject({ ...TWO_THREADS, ids: expected });
+      expect(readFileSync(join(app, "node_modules/.vite/deps/openelm.js"), "utf8")).toContain('new URL("../../openelm/dist/kernels-relaxed-shared.wasm", import.meta.url)');
     } finally {
       await server.close();
     }
@@ -106,7 +107,7 @@ describe("bundlers", () => {
   it("esbuild without them: an error naming the kernel file's URL, not WebAssembly's magic-word message", async () => {
     const out = join(app, "out-bare");
     await esbuild({ absWorkingDir: app, entryPoints: ["main.js"], bundle: true, format: "esm", outdir: out, logLevel: "silent" });
-    cpSync(join(app, "index.html"), join(out, "index.html"));
+    for (const f of ["index.html", "node_modules/openelm/dist/tokenizer.json"]) cpSync(join(app, f), join(out, basename(f)));
     cpSync(join(app, "public/model"), join(out, "model"), { recursive: true });
     const server = await serveStatic(out);
     try {

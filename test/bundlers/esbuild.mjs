@@ -1,3 +1,4 @@
+import { cpSync } from "node:fs";
 import { build } from "esbuild";
 
 // openelm fetches its kernel builds and starts its worker from beside the bundle (new URL("./...", import.meta.url)),
@@ -14,3 +15,5 @@ await build({
   format: "esm",
   outdir: "out",
 });
+// openModel fetches the bundled tokenizer from ../tokenizer.json, which from a bundle at the site's root is /tokenizer.json
+cpSync(`${openelm}/tokenizer.json`, "out/tokenizer.json");
