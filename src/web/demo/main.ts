@@ -172,7 +172,6 @@ function onChunk(r: Extract<Response, { type: "chunk" }>) {
     if (r.finishReason === "abort") reply.append(" [stopped]");
     reply = undefined;
     setBusy(false);
-    measureTab();
   }
 }
 
@@ -222,7 +221,6 @@ worker.onmessage = (e: MessageEvent<Response>) => {
     fillSelect($("head"), c.layers[0]!.queryHeads);
     loading = false;
     setBusy(false);
-    measureTab();
   } else if (r.type === "chunk") onChunk(r);
   else if (r.type === "inspected") {
     drawAttention($<HTMLCanvasElement>("attention"), r.inspection);
@@ -244,19 +242,11 @@ worker.onerror = (e) => status("error", `The engine worker failed: ${e.message}`
 
 // ---- memory, live ----
 
-setInterval(() => {
-  const heap = (performance as { memory?: { usedJSHeapSize: number } }).memory;
-  if (heap) $("stat-heap").textContent = mib(heap.usedJSHeapSize);
-}, 1000);
-/** The whole tab's memory, workers and WebAssembly included (Chromium, cross-origin isolated pages only). */
-const measure = (performance as { measureUserAgentSpecificMemory?: () => Promise<{ bytes: number }> }).measureUserAgentSpecificMemory;
-function measureTab() {
-  if (!measure || !crossOriginIsolated) return void ($("stat-tab").textContent = "(needs cross-origin isolation)");
-  // the browser answers at its next garbage collection, so the figure says when it was taken
-  measure.call(performance).then((m) => ($("stat-tab").textContent = `${mib(m.bytes)} at ${new Date().toLocaleTimeString()}`), () => {});
-}
-measureTab();
-setInterval(measureTab, 15_000);
+// The model's memory is the kernels' WebAssembly memory (reported by the worker). Chromium's
+// measureUserAgentSpecificMemory counts neither the worker nor that memory, so it is not shown.
+const heap = () => (performance as { memory?: { usedJSHeapSize: number } }).memory; // a fresh reading each time
+if (heap()) setInterval(() => ($("stat-heap").textContent = mib(heap()!.usedJSHeapSize)), 1000);
+else $("stat-heap").textContent = "(not offered by this browser)";
 
 await listModels();
 setBusy(false);
