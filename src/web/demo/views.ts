@@ -79,8 +79,9 @@ export function drawLens(table: HTMLTableElement, x: Inspection): void {
     const th = document.createElement("th");
     th.textContent = String(l);
     tr.append(th, ...top.map((t) => {
-      const td = document.createElement("td");
-      td.textContent = `${JSON.stringify(t.token)} ${(t.p * 100).toFixed(1)}%`;
+      const td = document.createElement("td"), token = document.createElement("bdi"); // right-to-left tokens stay in their cell's order
+      token.textContent = JSON.stringify(t.token);
+      td.append(token, ` ${(t.p * 100).toFixed(1)}%`);
       td.style.background = `rgba(22, 163, 74, ${Math.min(1, t.p * 2)})`;
       return td;
     }));
