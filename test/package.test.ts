@@ -2,7 +2,7 @@
 // chat template, LICENSE, README), installs into an empty project without building anything, and its
 // command line and entry points give what the repository gives.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -114,5 +114,6 @@ describe("installed in an empty project", () => {
     expect(r.stdout).toMatch(/^wrote .*: 5 models, \d+ cases/);
     expect(existsSync(join(out, "models/elm-tiny-gqa/trace-0.safetensors"))).toBe(true);
     expect(existsSync(join(out, "README.md"))).toBe(true);
+    rmSync(out, { recursive: true });
   });
 });

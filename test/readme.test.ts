@@ -11,11 +11,11 @@
 // - What cannot run is listed in NOT_RUN with the reason; a listed line that leaves the README fails here.
 // The API reference (TypeDoc over the TSDoc comments) must build without a warning.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { transform } from "esbuild";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "./helpers/oracle.js";
 import { installedProject } from "./bundlers/project.js";
 
@@ -91,6 +91,8 @@ beforeAll(() => {
     expect(r.status, `${setup}: ${r.stderr}`).toBe(0);
   }
 }, 300_000);
+
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 describe("README.md", () => {
   it("has the blocks this test expects: sh lines, modules, and files it names", () => {
