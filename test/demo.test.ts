@@ -8,12 +8,15 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config.js";
 import { argmax } from "../src/generation/sampler.js";
 import { TextGenerator } from "../src/generation/stream.js";
 import { loadModelFromFolder, loadTokenizerFromFolder } from "../src/node/index.js";
+import { webApp } from "../src/node/commands/web.js";
 import { trace } from "../src/trace.js";
 import { ORACLE, ROOT, loadOracle } from "./helpers/oracle.js";
 
@@ -66,8 +69,8 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-/** The page, with a model loaded: "models/demo/", "models/local/", or what `pick` chooses. */
-async function open(model: string | ((page: Page) => Promise<void>), isolated = true): Promise<Page> {
+/** The page (from `at`, default the CLI's server), with a model loaded: "models/demo/", "models/local/", or what a function picks. */
+async function open(model: string | ((page: Page) => Promise<void>), isolated = true, at = base): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(e.message));
@@ -78,7 +81,7 @@ async function open(model: string | ((page: Page) => Promise<void>), isolated = 
       const headers = Object.fromEntries(Object.entries(response.headers()).filter(([k]) => !k.startsWith("cross-origin-")));
       await route.fulfill({ response, headers });
     });
-  await page.goto(base);
+  await page.goto(at);
   await (typeof model === "string" ? page.selectOption("#model-choice", model) : model(page));
   await page.click("#load");
   await page.waitForSelector("#model-status:is([data-state=loaded], [data-state=error])", { timeout: 30_000 });
@@ -135,20 +138,26 @@ describe("openelm web in Chromium", () => {
     await page.close();
   }, 60_000);
 
-  it("opens a local folder and a local .gguf file", async () => {
-    const picks: [string, (page: Page) => Promise<void>][] = [
-      [DEMO, (page) => page.setInputFiles("#folder-input", DEMO)],
-      [GGUF, (page) => page.setInputFiles("#file-input", GGUF)],
+  it("opens a local folder, a local .gguf file, and a .gguf file given to --model", async () => {
+    // the server of `openelm web --model FILE.gguf`, in this process
+    const ggufServer = serve({ fetch: (await webApp(GGUF)).fetch, port: 0, hostname: "127.0.0.1" });
+    await new Promise((r) => ggufServer.once("listening", r));
+    const served = `http://127.0.0.1:${(ggufServer.address() as AddressInfo).port}/`;
+    const picks: [string, (page: Page) => Promise<void>, string][] = [
+      [DEMO, (page) => page.setInputFiles("#folder-input", DEMO), base],
+      [GGUF, (page) => page.setInputFiles("#file-input", GGUF), base],
+      [GGUF, (page) => page.selectOption("#model-choice", "models/local/elm-tiny-32k.gguf").then(() => {}), served],
     ];
-    for (const [path, pick] of picks) {
-      const page = await open(pick);
-      expect(await page.textContent("#model-choice option:checked")).toMatch(/^Local: /);
+    for (const [path, pick, at] of picks) {
+      const page = await open(pick, true, at);
+      expect(await page.textContent("#model-choice option:checked")).toMatch(at === base ? /^Local: / : /^--model elm-tiny-32k.gguf$/);
       await settings(page, { temperature: 0, maxTokens: 8, ignoreEos: true });
       const reply = await chat(page, "What is a llama?", 1);
       await page.waitForSelector(`${reply}[data-finish]`, { timeout: 20_000 });
       expect(await idsOf(page, reply), path).toEqual((await nodeReply(path, "What is a llama?", 8)).ids);
       await page.close();
     }
+    await new Promise((r) => ggufServer.close(r));
   }, 60_000);
 
   it("Stop ends a long reply mid-stream, and the chat goes on", async () => {
