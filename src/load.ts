@@ -161,7 +161,11 @@ async function buildModel(config: OpenELMConfig, tensors: Map<string, TensorEntr
     throw new RangeError(`the context length must be an integer from 1 to ${MAX.context}, got ${contextLength}`);
   const plan = planModel(config, placement(config, opts.dtype, (name) => tensors.get(name)?.dtype ?? "f32"), contextLength, opts.memoryBytes);
   const { arena, kernels } = await createKernels(opts, plan.memories);
-  const weights = await loadWeights(config, tensors, arena, kernels, opts, plan.layerMemory);
+  // a load that fails or is aborted must not leave the kernels' worker threads running
+  const weights = await loadWeights(config, tensors, arena, kernels, opts, plan.layerMemory).catch(async (e: unknown) => {
+    await kernels.close();
+    throw e;
+  });
   return new OpenELM(config, weights, arena, kernels, contextLength);
 }
 

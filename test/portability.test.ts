@@ -4,7 +4,8 @@ import { createRequire } from "node:module";
 import { join, relative } from "node:path";
 import { expect, it, vi } from "vitest";
 import { Worker } from "node:worker_threads";
-import { createKernels } from "../src/load.js";
+import { createKernels, loadModel } from "../src/load.js";
+import { memoryFiles } from "../src/files.js";
 import { nodeKernelOptions } from "../src/node/index.js";
 import { OPENELM_INSTRUCT_TEMPLATE } from "../src/generation/chat.js";
 import { ROOT } from "./helpers/oracle.js";
@@ -39,6 +40,17 @@ it("a worker whose script throws fails the start at once, with its message, inst
   await expect(createKernels({ ...nodeKernelOptions(), threads: 2, spawnWorker: () => new Worker("throw new Error('no kernels here')", { eval: true }) }))
     .rejects.toThrow("worker thread 1 failed to start: no kernels here");
   expect(performance.now() - t0).toBeLessThan(10_000);
+});
+
+it("a load that fails part way (a NaN in the weights) terminates the worker threads it started", async () => {
+  const workers: Worker[] = [], dir = join(ROOT, "ref/oracle/elm-tiny-gqa");
+  const weights = new Uint8Array(readFileSync(join(dir, "model.safetensors")));
+  weights.fill(0xff, weights.length - 4); // NaN as f32, f16 or bf16: refused while the weights load
+  const files = memoryFiles({ "config.json": readFileSync(join(dir, "config.json")), "model.safetensors": weights });
+  const spawnWorker = () => (workers.push(new Worker(new URL("../dist/node/worker.js", import.meta.url))), workers.at(-1)!);
+  await expect(loadModel(files, { ...nodeKernelOptions(), threads: 2, spawnWorker })).rejects.toThrow("tensor transformer.norm.weight holds");
+  expect(workers).toHaveLength(1);
+  expect(workers[0]!.threadId).toBe(-1); // terminated
 });
 
 it("src/ outside src/node/ imports no Node built-ins and no Node globals", () => {

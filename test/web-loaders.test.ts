@@ -3,6 +3,7 @@
 // response; whole models load through urlFiles and openModel with the logits of a load from disk; abort
 // and progress work.
 import { readFileSync, readdirSync, statSync } from "node:fs";
+import { createServer } from "node:http";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -160,6 +161,21 @@ describe("urlSource against any server behaviour", () => {
       expect((await urlSource(`${server.url}/f.bin`)).size).toBe(1234);
       expect((await urlSource(`${server.url}/empty.bin`)).size).toBe(0);
       expect(server.log.filter((l) => l.method === "GET").map((l) => l.range)).toEqual(["bytes=0-0", "bytes=0-0"]);
+    }
+  });
+});
+
+describe("a dev server's fallback page", () => {
+  it("a 200 text/html answer for a model file (Vite answers a missing file with index.html) is a missing file", async () => {
+    const page = "<!doctype html>";
+    const spa = createServer((req, res) => res.writeHead(200, { "content-type": "text/html; charset=utf-8", "content-length": page.length }).end(req.method === "HEAD" ? undefined : page));
+    await new Promise<void>((r) => spa.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(spa.address() as { port: number }).port}`;
+    try {
+      expect(await urlFiles(`${url}/model/`).open("tokenizer_config.json")).toBeUndefined();
+      await expect(urlSource(`${url}/model.gguf`)).rejects.toThrow(`${url}/model.gguf: not found`);
+    } finally {
+      await new Promise((r) => spa.close(r));
     }
   });
 });

@@ -82,16 +82,22 @@ async function get(url: URL, init: RequestInit, opts: WebLoadOptions): Promise<R
   }
 }
 
-/** Size and validator of the file at `url`, or undefined when there is none (404/410). */
+/**
+ * Does this answer mean "no such file"? Besides 404 and 410: dev servers (Vite's, single-page apps) answer
+ * a missing file with their index.html and a 200, and a model folder holds no HTML.
+ */
+const missing = (r: Response) => r.status === 404 || r.status === 410 || (r.ok && /^text\/html\b/i.test(r.headers.get("content-type") ?? ""));
+
+/** Size and validator of the file at `url`, or undefined when there is none. */
 async function probe(url: URL, opts: WebLoadOptions): Promise<Probe | undefined> {
   const head = await get(url, { method: "HEAD" }, opts);
-  if (head.status === 404 || head.status === 410) return undefined;
+  if (missing(head)) return undefined;
   const length = number(head.headers.get("content-length"));
   // a compressed length is not the file's; a server refusing HEAD may still serve GET
   if (head.ok && length !== undefined && !head.headers.get("content-encoding")) return { size: length, validator: validatorOf(head, length) };
   const r = await get(url, { headers: { range: "bytes=0-0" } }, opts);
   await r.body?.cancel().catch(() => {});
-  if (r.status === 404 || r.status === 410) return undefined;
+  if (missing(r)) return undefined;
   const range = contentRange(r.headers.get("content-range"));
   let size: number | undefined;
   if (r.status === 206 && range?.start === 0 && range.end === 0) size = range.total;
