@@ -115,6 +115,17 @@ async function nodeReply(path: string, text: string, maxNewTokens: number): Prom
   return reply;
 }
 
+/** Drop the served .gguf file on the page, as a file dragged from the desktop. */
+async function drop(page: Page): Promise<void> {
+  const dataTransfer = await page.evaluateHandle(async () => {
+    const bytes = await (await fetch("models/local/elm-tiny-32k.gguf")).blob(), dt = new DataTransfer();
+    dt.items.add(new File([bytes], "dropped.gguf"));
+    return dt;
+  });
+  await page.dispatchEvent("#messages", "drop", { dataTransfer });
+  await page.waitForSelector("#model-choice option[value=local]", { state: "attached" });
+}
+
 const idsOf = async (page: Page, reply: string) => ((await page.getAttribute(reply, "data-ids")) ?? "").split(",").filter(Boolean).map(Number);
 
 describe("openelm web in Chromium", () => {
@@ -138,7 +149,7 @@ describe("openelm web in Chromium", () => {
     await page.close();
   }, 60_000);
 
-  it("opens a local folder, a local .gguf file, and a .gguf file given to --model", async () => {
+  it("opens a local folder, a local .gguf file (picked or dropped), and a .gguf file given to --model", async () => {
     // the server of `openelm web --model FILE.gguf`, in this process
     const ggufServer = serve({ fetch: (await webApp(GGUF)).fetch, port: 0, hostname: "127.0.0.1" });
     await new Promise((r) => ggufServer.once("listening", r));
@@ -147,10 +158,11 @@ describe("openelm web in Chromium", () => {
       [DEMO, (page) => page.setInputFiles("#folder-input", DEMO), base],
       [GGUF, (page) => page.setInputFiles("#file-input", GGUF), base],
       [GGUF, (page) => page.selectOption("#model-choice", "models/local/elm-tiny-32k.gguf").then(() => {}), served],
+      [GGUF, drop, served],
     ];
     for (const [path, pick, at] of picks) {
       const page = await open(pick, true, at);
-      expect(await page.textContent("#model-choice option:checked")).toMatch(at === base ? /^Local: / : /^--model elm-tiny-32k.gguf$/);
+      expect(await page.textContent("#model-choice option:checked")).toMatch(pick === drop ? /^Local: dropped.gguf$/ : at === base ? /^Local: / : /^--model elm-tiny-32k.gguf$/);
       await settings(page, { temperature: 0, maxTokens: 8, ignoreEos: true });
       const reply = await chat(page, "What is a llama?", 1);
       await page.waitForSelector(`${reply}[data-finish]`, { timeout: 20_000 });
