@@ -333,5 +333,7 @@ describe("openelm web serves", () => {
       expect(r.stderr, args.join(" ")).toMatch(message);
       expect(r.status).toBe(2);
     }
+    const help = run("--help");
+    expect([help.status, help.stdout]).toEqual([0, expect.stringMatching(/^openelm web \[--port P\] \[--host H\] \[--model DIR\|FILE.gguf\]\n/)]);
   });
 });
