@@ -58,7 +58,8 @@ export function linspace(start: number, stop: number, num: number): number[] {
   return out;
 }
 
-type Json = Record<string, unknown>;
+/** A parsed JSON object (a config.json). */
+export type Json = Record<string, unknown>;
 
 function field<T>(raw: Json, name: string, check: (v: unknown) => v is T, what: string, fallback?: T): T {
   const v = raw[name];

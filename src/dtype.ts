@@ -3,7 +3,9 @@
 // block formats (src/formats/blocks.ts): a row is cut into blocks of 32 or 256 values, each stored as
 // small integers with a scale.
 
+/** The float element types a checkpoint may store. */
 export type FloatType = "f32" | "f16" | "bf16";
+/** The ggml block quantizations openelm reads, writes and computes with. */
 export type QuantType = "q8_0" | "q4_0" | "q4_k" | "q5_k" | "q6_k";
 /** A tensor element type in memory: a float type or a ggml block quantization. */
 export type DType = FloatType | QuantType;

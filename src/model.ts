@@ -48,6 +48,7 @@ interface Segment {
  */
 export type TapFn = (name: string, layer: number | undefined, data: Float32Array, shape: number[]) => void;
 
+/** Options of one forward pass. */
 export interface ForwardOptions {
   /** Logits for every position (for `openelm logits`); by default only for the last one. */
   allPositions?: boolean;

@@ -77,9 +77,11 @@ export function checkTensors(c: OpenELMConfig, found: Map<string, TensorEntry>):
     throw new WeightsError(`unexpected tensor${extra.length > 1 ? "s" : ""} not used by this config: ${extra.slice(0, 5).join(", ")}${extra.length > 5 ? `, and ${extra.length - 5} more` : ""}${extra.includes("lm_head.weight") ? " (config.json says share_input_output_layers: true)" : ""}`);
 }
 
+/** How weights are placed while they load. */
 export interface LoadOptions {
   /** Storage type for the matrices (see placement); default: whatever each file holds. Norm weights are always f32. */
   dtype?: WeightType;
+  /** Tensors loaded so far, of all. */
   onProgress?: (done: number, total: number) => void;
 }
 

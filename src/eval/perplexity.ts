@@ -14,6 +14,7 @@ export interface PerplexityResult {
   ppl: number; // exp(nll / tokens)
 }
 
+/** How a long text is cut into windows. */
 export interface WindowOptions {
   /** Tokens per window (default: the trained context). */
   context?: number;

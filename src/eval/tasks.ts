@@ -17,10 +17,12 @@ export class TaskDataError extends Error {
   override name = "TaskDataError";
 }
 
-interface Task {
+/** A benchmark task: how its documents look and how each becomes a request. */
+export interface Task {
   /** Fields a document must have, with a check of each. */
   fields: Record<string, (v: unknown) => boolean>;
-  build(doc: Doc): Request;
+  /** The request a checked document asks for. */
+  build(doc: Record<string, unknown>): Request;
   /** What the dataset is, for the README and error messages. */
   source: string;
 }

@@ -15,6 +15,7 @@ export class GGUFError extends Error {
 
 /** Metadata value types, numbered as gguf.h numbers them. */
 export const VALUE_TYPES = ["u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"] as const;
+/** The type names of GGUF metadata values. */
 export type ValueType = (typeof VALUE_TYPES)[number];
 const SCALAR_BYTES: Partial<Record<ValueType, number>> = { u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, f32: 4, bool: 1, u64: 8, i64: 8, f64: 8 };
 
@@ -41,6 +42,7 @@ export const GGML_TYPES: Record<number, { name: string; dtype?: DType }> = {
 };
 export const GGML_TYPE_OF: Record<DType, number> = { f32: 0, f16: 1, bf16: 30, q8_0: 8, q4_0: 2, q4_k: 12, q5_k: 13, q6_k: 14 };
 
+/** One tensor as a GGUF header describes it. */
 export interface GGUFTensorInfo {
   name: string;
   dtype: DType;
@@ -255,6 +257,7 @@ class Writer {
   }
 }
 
+/** One tensor to be described in a GGUF header (its data follows separately). */
 export interface TensorToWrite {
   name: string;
   dtype: DType;

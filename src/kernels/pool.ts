@@ -22,6 +22,7 @@ export interface WorkerInit {
 // Int32 slots of the control block, then float64 arguments from ARGS_BYTE.
 export const GENERATION = 0, DONE = 1, SLEEPERS = 2, READY = 3, OP = 4, MEMORY = 5, FAILED = 6;
 export const ARGS_BYTE = 64, MAX_ARGS = 16;
+/** The kernel a job in the control block runs on every thread. */
 export enum Op { Matmul = 1, Attention = 2, Read = 3, Stop = 9 }
 
 const SPIN_BEFORE_WAIT = 1 << 16;
