@@ -96,11 +96,11 @@ async function settings(page: Page, s: { temperature: number; maxTokens: number;
   await page.setChecked("#ignore-eos", s.ignoreEos);
 }
 
-/** Send the n-th message (from 1) and return the selector of its reply (turns alternate: message, reply). */
+/** Send the n-th message (from 1) and return the selector of its reply. */
 async function chat(page: Page, text: string, n: number): Promise<string> {
   await page.fill("#prompt", text);
   await page.click("#send");
-  return `#messages > .message.assistant:nth-child(${2 * n})`;
+  return `#messages > :nth-child(${n} of .message.assistant)`;
 }
 
 /** Node's reply to the first message of a chat with the model at `path` (folder or .gguf), greedy, ignoring EOS. */
@@ -245,6 +245,13 @@ describe("openelm web in Chromium", () => {
     expect(await page.textContent("#isolation")).toMatch(/not cross-origin isolated .* runs on one thread/);
     expect(await page.textContent("#stat-kernels")).toBe("wasm-relaxed");
     expect([await page.inputValue("#threads"), await page.isDisabled("#threads")]).toEqual(["1", true]);
+    // a setting out of range is named, and nothing is sent
+    await page.fill("#top-p", "0");
+    await page.fill("#prompt", "Hello");
+    await page.click("#send");
+    expect(await page.textContent(".message.error")).toBe('top-p: "0", but it must be a number above 0, at most 1');
+    expect(await page.$$(".message.assistant")).toHaveLength(0);
+    await page.fill("#top-p", "0.9");
     await settings(page, { temperature: 0, maxTokens: 4, ignoreEos: true });
     const reply = await chat(page, "Hello", 1);
     await page.waitForSelector(`${reply}[data-finish]`, { timeout: 20_000 });

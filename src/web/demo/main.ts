@@ -114,9 +114,22 @@ function setBusy(busy: boolean) {
   ($("stop") as HTMLButtonElement).disabled = !busy || !(reply || loading);
 }
 
+/** The sampling settings, each checked: an error naming the setting, never a NaN sent to the engine. */
 function settings(): Settings {
-  const num = (id: string) => Number(input(id).value);
-  return { temperature: num("temperature"), topK: num("top-k"), topP: num("top-p"), maxNewTokens: num("max-tokens"), seed: num("seed"), ignoreEos: input("ignore-eos").checked };
+  const num = (id: string, name: string, ok: (v: number) => boolean, what: string) => {
+    const raw = input(id).value.trim(), v = Number(raw);
+    if (raw === "" || !Number.isFinite(v) || !ok(v)) throw new Error(`${name}: ${raw === "" ? "empty" : JSON.stringify(raw)}, but it must be ${what}`);
+    return v;
+  };
+  const int = Number.isSafeInteger;
+  return {
+    temperature: num("temperature", "temperature", (v) => v >= 0, "a number ≥ 0 (0 is greedy)"),
+    topK: num("top-k", "top-k", (v) => int(v) && v >= 0, "an integer ≥ 0 (0: off)"),
+    topP: num("top-p", "top-p", (v) => v > 0 && v <= 1, "a number above 0, at most 1"),
+    maxNewTokens: num("max-tokens", "max tokens", (v) => int(v) && v >= 1, "an integer ≥ 1"),
+    seed: num("seed", "seed", (v) => int(v) && v >= 0 && v < 2 ** 32, "an integer from 0 to 4294967295"),
+    ignoreEos: input("ignore-eos").checked,
+  };
 }
 
 function addMessage(role: "user" | "assistant" | "error", text: string): HTMLElement {
@@ -132,6 +145,12 @@ $("composer").onsubmit = (e) => {
   e.preventDefault();
   const text = $<HTMLTextAreaElement>("prompt").value.trim();
   if (!text || !model || reply) return;
+  let chosen: Settings;
+  try {
+    chosen = settings();
+  } catch (err) {
+    return void addMessage("error", (err as Error).message);
+  }
   $<HTMLTextAreaElement>("prompt").value = "";
   addMessage("user", text);
   reply = addMessage("assistant", "");
@@ -140,7 +159,7 @@ $("composer").onsubmit = (e) => {
   started = performance.now();
   firstToken = tokens = 0;
   setBusy(true);
-  send({ type: "send", text, system: $<HTMLTextAreaElement>("system").value.trim(), settings: settings() });
+  send({ type: "send", text, system: $<HTMLTextAreaElement>("system").value.trim(), settings: chosen });
 };
 $("prompt").onkeydown = (e) => {
   if (e.key === "Enter" && !e.shiftKey) (e.preventDefault(), $<HTMLFormElement>("composer").requestSubmit());
@@ -232,7 +251,7 @@ worker.onmessage = (e: MessageEvent<Response>) => {
       status("error", r.aborted ? "Loading stopped." : `Could not load the model: ${r.message}`);
       bar.hidden = true;
       loading = false;
-    }
+    } else if (r.during === "inspect") $("attention-caption").textContent = `Could not look inside: ${r.message}`;
     else addMessage("error", r.message);
     if (r.during === "send" && reply) (reply.remove(), (reply = undefined));
     setBusy(false);
