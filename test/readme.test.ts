@@ -42,6 +42,8 @@ function codeBlocks(markdown: string): Block[] {
 }
 
 const NOT_RUN: Record<string, string> = {
+  'npm install && npx openelm generate --prompt "Once upon a time" --max-new-tokens 64': "the first command in a fresh clone: CI's clone builds on install, and test/package.test.ts runs openelm generate from the packed package",
+  "npm ci && npm test": "the test suite itself (.ci/run)",
   "npm install openelm": "installs from the npm registry; the scratch project has the packed tarball installed instead, as test/package.test.ts checks",
 };
 
