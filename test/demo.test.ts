@@ -17,6 +17,7 @@ import { argmax } from "../src/generation/sampler.js";
 import { TextGenerator } from "../src/generation/stream.js";
 import { loadModelFromFolder, loadTokenizerFromFolder } from "../src/node/index.js";
 import { webApp } from "../src/node/commands/web.js";
+import { parseSettings } from "../src/web/demo/settings.js";
 import { trace } from "../src/trace.js";
 import { ORACLE, ROOT, loadOracle } from "./helpers/oracle.js";
 
@@ -276,6 +277,22 @@ function get(path: string, headers: Record<string, string> = {}): Promise<{ stat
 }
 
 const ISOLATING = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp", "cross-origin-resource-policy": "same-origin" };
+
+describe("the page's sampling settings (fast-check)", () => {
+  const keys = ["temperature", "topK", "topP", "maxNewTokens", "seed"] as const;
+  const names = { temperature: "temperature", topK: "top-k", topP: "top-p", maxNewTokens: "max tokens", seed: "seed" };
+  const valid = { temperature: (v: number) => v >= 0, topK: (v: number) => Number.isSafeInteger(v) && v >= 0, topP: (v: number) => v > 0 && v <= 1,
+    maxNewTokens: (v: number) => Number.isSafeInteger(v) && v >= 1, seed: (v: number) => Number.isSafeInteger(v) && v >= 0 && v < 2 ** 32 };
+  const field = fc.oneof(fc.string({ maxLength: 8 }), fc.double().map(String), fc.integer({ min: -5, max: 2 ** 33 }).map(String), fc.constantFrom("", " 1 ", "0.5", "1e3", "Infinity", "NaN", "0x10", "-0"));
+
+  it("give finite values in range, or an error naming the first bad setting", () => {
+    fc.assert(fc.property(fc.record({ temperature: field, topK: field, topP: field, maxNewTokens: field, seed: field }), fc.boolean(), (text, ignoreEos) => {
+      const bad = keys.find((k) => text[k].trim() === "" || !Number.isFinite(Number(text[k])) || !valid[k](Number(text[k])));
+      if (bad === undefined) expect(parseSettings(text, ignoreEos)).toEqual({ ...Object.fromEntries(keys.map((k) => [k, Number(text[k])])), ignoreEos });
+      else expect(() => parseSettings(text, ignoreEos)).toThrow(new RegExp(`^${names[bad]}: `));
+    }), { numRuns: 2000 });
+  });
+});
 
 describe("openelm web serves", () => {
   const page = join(ROOT, "dist/demo"), long = join(tmp, "elm-tiny-long");

@@ -1,6 +1,7 @@
 // The demo page: choosing a model, chatting with it, and looking inside. Everything the engine does runs
 // in worker.ts; this thread only sends requests and draws the answers.
 import type { ModelInfo, ModelSource, Request, Response, Settings } from "./protocol.js";
+import { parseSettings } from "./settings.js";
 import { drawAttention, drawLayerChart, drawLens } from "./views.js";
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -114,22 +115,10 @@ function setBusy(busy: boolean) {
   ($("stop") as HTMLButtonElement).disabled = !busy || !(reply || loading);
 }
 
-/** The sampling settings, each checked: an error naming the setting, never a NaN sent to the engine. */
+/** The sampling settings from their fields (checked by parseSettings). */
 function settings(): Settings {
-  const num = (id: string, name: string, ok: (v: number) => boolean, what: string) => {
-    const raw = input(id).value.trim(), v = Number(raw);
-    if (raw === "" || !Number.isFinite(v) || !ok(v)) throw new Error(`${name}: ${raw === "" ? "empty" : JSON.stringify(raw)}, but it must be ${what}`);
-    return v;
-  };
-  const int = Number.isSafeInteger;
-  return {
-    temperature: num("temperature", "temperature", (v) => v >= 0, "a number ≥ 0 (0 is greedy)"),
-    topK: num("top-k", "top-k", (v) => int(v) && v >= 0, "an integer ≥ 0 (0: off)"),
-    topP: num("top-p", "top-p", (v) => v > 0 && v <= 1, "a number above 0, at most 1"),
-    maxNewTokens: num("max-tokens", "max tokens", (v) => int(v) && v >= 1, "an integer ≥ 1"),
-    seed: num("seed", "seed", (v) => int(v) && v >= 0 && v < 2 ** 32, "an integer from 0 to 4294967295"),
-    ignoreEos: input("ignore-eos").checked,
-  };
+  const text = (id: string) => input(id).value;
+  return parseSettings({ temperature: text("temperature"), topK: text("top-k"), topP: text("top-p"), maxNewTokens: text("max-tokens"), seed: text("seed") }, input("ignore-eos").checked);
 }
 
 function addMessage(role: "user" | "assistant" | "error", text: string): HTMLElement {
