@@ -75,13 +75,15 @@ async function open(model: string | ((page: Page) => Promise<void>), isolated = 
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(e.message));
-  if (!isolated)
-    // as a server that sends no COOP/COEP would: the page's own response without them
+  if (!isolated) {
+    // as a plain static server would: the page without COOP/COEP, and no model list (its fallback page instead)
     await page.route(base, async (route) => {
       const response = await route.fetch();
       const headers = Object.fromEntries(Object.entries(response.headers()).filter(([k]) => !k.startsWith("cross-origin-")));
       await route.fulfill({ response, headers });
     });
+    await page.route(`${base}models.json`, (route) => route.fulfill({ contentType: "text/html", body: "<!doctype html><p>index</p>" }));
+  }
   await page.goto(at);
   await (typeof model === "string" ? page.selectOption("#model-choice", model) : model(page));
   await page.click("#load");
@@ -240,8 +242,12 @@ describe("openelm web in Chromium", () => {
     await page.close();
   }, 60_000);
 
-  it("without cross-origin isolation: a notice, and one thread", async () => {
-    const page = await open("models/demo/", false);
+  it("from a plain server: a notice, one thread, and a model by its URL", async () => {
+    const byUrl = async (page: Page) => {
+      expect(await page.$$eval("#model-choice option", (os) => os.map((o) => o.value))).toEqual(["url"]);
+      await page.fill("#model-url", `${base}models/demo/`);
+    };
+    const page = await open(byUrl, false);
     expect(await page.evaluate(() => crossOriginIsolated)).toBe(false);
     expect(await page.textContent("#isolation")).toMatch(/not cross-origin isolated .* runs on one thread/);
     expect(await page.textContent("#stat-kernels")).toBe("wasm-relaxed");

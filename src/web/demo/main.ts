@@ -34,9 +34,20 @@ function addChoice(value: string, label: string) {
   return o;
 }
 
+type Served = { url: string; label: string; default?: boolean };
+
+/** The server's list, or none (another server may answer with a page, or nothing). */
+async function servedModels(): Promise<Served[]> {
+  try {
+    const r = await fetch("./models.json"), list: unknown = r.ok ? await r.json() : [];
+    return Array.isArray(list) ? list.filter((m: Partial<Served> | null) => typeof m?.url === "string" && typeof m.label === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
 async function listModels() {
-  const served = await fetch("./models.json").then((r) => (r.ok ? (r.json() as Promise<{ url: string; label: string; default?: boolean }[]>) : []), () => []);
-  for (const m of served) addChoice(m.url, m.label).selected = Boolean(m.default);
+  for (const m of await servedModels()) addChoice(m.url, m.label).selected = Boolean(m.default);
   addChoice("url", "A URL…");
   const showUrlField = () => (input("model-url").hidden = choice.value !== "url");
   choice.onchange = showUrlField;
