@@ -74,13 +74,14 @@ describe.each(SUPPORTED)("%s exported as F32 GGUF", (name) => {
 describe("16-bit exports", () => {
   // openelm keeps activations in f32. llama.cpp's CPU backend rounds them to bf16 for BF16 weights (its
   // vec_dot_type), and for F16 weights it depends on the CPU: f32 through llamafile's sgemm on an Intel Xeon
-  // (1e-4 from openelm), rounded to f16 on an AMD EPYC with AVX-512 (1.2e-3 from openelm)
+  // (1e-4 from openelm), rounded to f16 on AMD EPYC hosts (1.2e-3 to 1.3e-3 from openelm)
   it.each([["f16", 3e-3], ["bf16", 2e-2]] as const)("%s: llama.cpp and openelm compute the same logits from one file (within %d)", async (type, tolerance) => {
     const file = convert("elm-tiny-gqa", type), ours = await loadModelFromFolder(file, { threads: 1 });
     const [c] = oracleCases("elm-tiny-gqa").slice(-1);
-    const theirs = await llamaCpp(file, c!.ids, ours.config.vocabSize, 4);
-    expect(relError(ours.forward(ours.newCache(), c!.ids, { allPositions: true }), theirs.logits)).toBeLessThan(tolerance);
-    expect(relError(theirs.logits, c!.logits)).toBeLessThan(2e-2); // 16-bit weights, not the f32 reference
+    const theirs = await llamaCpp(file, c!.ids, ours.config.vocabSize, 4), mine = ours.forward(ours.newCache(), c!.ids, { allPositions: true });
+    expect(relError(mine, theirs.logits)).toBeLessThan(tolerance);
+    // against the f32 reference, llama.cpp's rounded activations may add to what the 16-bit weights cost (mine), not more than as much again
+    expect(relError(theirs.logits, c!.logits)).toBeLessThan(2 * relError(mine, c!.logits));
     await ours.close();
   });
 });

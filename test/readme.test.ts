@@ -44,7 +44,8 @@ function codeBlocks(markdown: string): Block[] {
 const NOT_RUN: Record<string, string> = {
   'npm install && npx openelm generate --prompt "Once upon a time" --max-new-tokens 64': "the first command in a fresh clone: CI's clone builds on install, and test/package.test.ts runs openelm generate from the packed package",
   "npm ci && npm test": "the test suite itself (.ci/run)",
-  "npm install openelm": "installs from the npm registry; the scratch project has the packed tarball installed instead, as test/package.test.ts checks",
+  "npx openelm web                                     # http://127.0.0.1:8080/ with the bundled demo model": "a server that runs until Ctrl-C: test/demo.test.ts and test/package.test.ts run it",
+  "npx openelm web --model OpenELM-270M-Instruct --port 8000 --host 0.0.0.0": "a server that runs until Ctrl-C, on a fixed port: test/demo.test.ts runs it with --model",
 };
 
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
