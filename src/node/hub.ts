@@ -52,13 +52,18 @@ const IDLE_MS = 30_000;
 
 const truthy = (v: string | undefined) => /^(1|on|yes|true)$/i.test(v ?? "");
 
+/** fetch itself failed (no connection, no answer in time): the hub cannot be reached, so the cache may answer. */
+class Unreachable extends Error {}
+
 function settings(opts: HubOptions) {
   return {
     cache: opts.cacheDir ?? getHFHubCachePath(),
     endpoint: hubEndpoint(opts.endpoint ?? (process.env["HF_ENDPOINT"] || undefined)),
     token: opts.token ?? (process.env["HF_TOKEN"] || undefined),
     offline: opts.offline ?? truthy(process.env["HF_HUB_OFFLINE"]),
-    fetch: opts.fetch ?? globalThis.fetch,
+    fetch: ((input, init) => (opts.fetch ?? globalThis.fetch)(input, init).catch((e: Error) => {
+      throw new Unreachable((e.cause as Error | undefined)?.message ?? e.message);
+    })) as typeof fetch,
     onDownload: opts.onDownload,
   };
 }
@@ -88,8 +93,8 @@ export async function resolveHubModel(id: string, opts: HubOptions = {}): Promis
     commit = COMMIT.test(h.revision) ? h.revision : await revisionCommit(h, s);
     files = await listing(h, commit, s);
   } catch (e) {
-    if (!(e instanceof TypeError)) throw e; // fetch's network failure: the hub is unreachable, so (as in Python) the cache answers
-    return fromCache(h, folder, `${s.endpoint} cannot be reached (${(e.cause as Error | undefined)?.message ?? e.message})`);
+    if (!(e instanceof Unreachable)) throw e; // as in Python, an unreachable hub leaves the cache to answer
+    return fromCache(h, folder, `${s.endpoint} cannot be reached (${e.message})`);
   }
   const snapshot = join(folder, "snapshots", commit);
   const get = (path: string) => download(h, folder, commit, files.get(path)!, s);
@@ -142,7 +147,8 @@ async function hubCall<T>(h: HubId, s: Settings, what: string, call: () => Promi
   } catch (e) {
     if (e instanceof HubApiError) throw httpError(e.statusCode, what, h, s.endpoint, !!s.token);
     if (e instanceof TypeError && /must start with 'hf_'/.test(e.message)) throw new HubError(`HF_TOKEN is not a Hugging Face access token (they start with hf_)`);
-    throw e;
+    if (e instanceof Unreachable || e instanceof HubError) throw e;
+    throw new HubError(`${what}: ${s.endpoint} answered what the hub does not (${(e as Error).message})`);
   }
 }
 

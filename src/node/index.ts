@@ -17,10 +17,14 @@ import { expectedTensors } from "../weights.js";
 import type { OpenELM } from "../model.js";
 import type { Tokenizer } from "../tokenizer.js";
 import type { KernelBuild } from "../kernels/wasm.js";
-import { fileSource, folderFiles } from "./files.js";
+import { FolderError, fileSource, folderFiles } from "./files.js";
+import { resolveHubModel, type HubOptions } from "./hub.js";
 import { configureV8 } from "./v8-flags.js";
+import { parseHubId } from "../web/hub.js";
 
 export { folderFiles } from "./files.js";
+export { resolveHubModel, hubRepoFolder, type HubOptions, type HubDownloadProgress } from "./hub.js";
+export { parseHubId, HubError, type HubId } from "../web/hub.js";
 export { configureV8 } from "./v8-flags.js";
 
 configureV8();
@@ -60,8 +64,26 @@ async function ggufAt(path: string): Promise<GGUFFile | undefined> {
   return headers.get(path)!;
 }
 
-/** The config, tensors, tokenizer.json and chat template of a folder or a .gguf file, without loading anything (for conversion). */
-export async function readCheckpointAt(path: string): Promise<{ config: OpenELMConfig; tensors: Map<string, TensorEntry>; tokenizer: Record<string, unknown>; chatTemplate: string }> {
+/**
+ * A model's local path: `path` itself when it exists, else the hub id it is ("org/name[@revision][:quant]")
+ * resolved through the Hugging Face cache, downloading what is missing (see resolveHubModel).
+ */
+export async function localModelPath(path: string, hub: HubOptions = {}): Promise<string> {
+  if (await stat(path).then(() => true, () => false)) return path;
+  try {
+    parseHubId(path);
+  } catch (e) {
+    throw new FolderError(`${path}: no such file or folder, and not a hub id either (${(e as Error).message})`);
+  }
+  return resolveHubModel(path, hub).catch((e: Error) => {
+    e.message = `${path} is no local file or folder; as a hub id: ${e.message}`;
+    throw e;
+  });
+}
+
+/** The config, tensors, tokenizer.json and chat template of a folder, a .gguf file or a hub id, without loading anything (for conversion). */
+export async function readCheckpointAt(path: string, hub: HubOptions = {}): Promise<{ config: OpenELMConfig; tensors: Map<string, TensorEntry>; tokenizer: Record<string, unknown>; chatTemplate: string }> {
+  path = await localModelPath(path, hub);
   const gguf = await ggufAt(path);
   if (gguf) {
     const config = configFromGGUF(gguf);
@@ -76,14 +98,16 @@ export async function readCheckpointAt(path: string): Promise<{ config: OpenELMC
   };
 }
 
-/** A model from a Hugging Face folder or a .gguf file. */
-export async function loadModelFromFolder(path: string, opts: ModelOptions = {}): Promise<OpenELM> {
+/** A model from a Hugging Face folder, a .gguf file, or a hub id ("org/name[@revision][:quant]", see localModelPath). */
+export async function loadModelFromFolder(path: string, opts: ModelOptions & HubOptions = {}): Promise<OpenELM> {
+  path = await localModelPath(path, opts);
   const options = { ...nodeKernelOptions(), ...opts }, gguf = await ggufAt(path);
   return gguf ? loadGGUFModel(gguf, options) : loadModel(await folderFiles(path), options);
 }
 
-/** The tokenizer of a Hugging Face folder (its own, or the bundled Llama-2 one) or of a .gguf file. */
-export async function loadTokenizerFromFolder(path: string): Promise<Tokenizer> {
+/** The tokenizer of a Hugging Face folder (its own, or the bundled Llama-2 one), of a .gguf file, or of a hub id. */
+export async function loadTokenizerFromFolder(path: string, hub: HubOptions = {}): Promise<Tokenizer> {
+  path = await localModelPath(path, hub);
   const gguf = await ggufAt(path);
   return gguf ? loadGGUFTokenizer(gguf) : loadTokenizer(await folderFiles(path), bundledTokenizer);
 }

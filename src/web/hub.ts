@@ -29,16 +29,13 @@ const QUANT = /^[\w-]{1,32}$/;
 /** A full commit hash, the only revision that names a snapshot folder by itself. */
 export const COMMIT = /^[0-9a-f]{40}$/;
 
-const SYNTAX = "a hub id is org/name, optionally @revision (a branch, tag or commit) and :QUANT for a GGUF file, e.g. apple/OpenELM-270M-Instruct@main";
-
 /** Parse "org/name[@revision][:quant]"; anything else gives a HubError saying what is wrong. */
 export function parseHubId(id: string): HubId {
-  const m = /^([^@:]*)(?:@([^:]*))?(?::(.*))?$/s.exec(id);
-  if (!m) throw new HubError(`${JSON.stringify(id)} is not a hub id: ${SYNTAX}`);
-  const [, repo = "", revision, quant] = m;
+  // matches any string: the id up to "@" or ":", the revision up to ":", the quantization after it
+  const [, repo = "", revision, quant] = /^([^@:]*)(?:@([^:]*))?(?::(.*))?$/s.exec(id)!;
   const parts = repo.split("/");
   if (parts.length !== 2 || !parts.every((p) => NAME.test(p)))
-    throw new HubError(`${JSON.stringify(id)} is not a hub id: ${JSON.stringify(repo)} is not org/name (letters, digits, "_", "-" and "." in each, at most 96, no "--" or "..")`);
+    throw new HubError(`${JSON.stringify(id)} is not a hub id: org/name[@revision][:QUANT], org and name of letters, digits, "_", "-" and "." (at most 96, no "--" or "..")`);
   if (revision !== undefined && !revision.split("/").every((s) => SEGMENT.test(s)))
     throw new HubError(`${JSON.stringify(id)}: revision ${JSON.stringify(revision)} is not a branch, tag or commit hash (letters, digits, "_", "-", "." and "/" between parts)`);
   if (quant !== undefined && !QUANT.test(quant))

@@ -7,7 +7,7 @@ import { WEIGHT_TYPES, type WeightType } from "../../dtype.js";
 import { MAX_THREADS } from "../../load.js";
 import type { GenerateOptions } from "../../generation/stream.js";
 import type { OpenELM } from "../../model.js";
-import { loadModelFromFolder } from "../index.js";
+import { loadModelFromFolder, type HubDownloadProgress } from "../index.js";
 
 export class UsageError extends Error {}
 
@@ -24,7 +24,11 @@ export const modelOptions = {
 } as const;
 
 export const MODEL_HELP = `Model options:
-  -m, --model DIR   Hugging Face OpenELM folder (config.json + safetensors); default: the bundled demo model
+  -m, --model M     a Hugging Face OpenELM folder (config.json + safetensors), a .gguf file, or a hub id
+                    org/name[@revision] (org/name:Q4_K_M: a GGUF repository's file of that quantization),
+                    downloaded into the Hugging Face cache as Python's huggingface_hub does (HF_HUB_CACHE,
+                    HF_HOME, HF_TOKEN, HF_ENDPOINT; HF_HUB_OFFLINE=1: the cache only); default: the bundled
+                    demo model
   --dtype T         store weight matrices as f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k or q4_k_m
                     (llama.cpp's mix), converted while loading (default: as the files hold them)
   --kernels K       wasm (SIMD, default) or typescript (the readable reference kernels)
@@ -157,6 +161,17 @@ export function progressBar(label: string, unit: (n: number) => string = String)
   };
 }
 
+/** A progress bar on stderr for each file downloaded from the hub, redrawn at most ten times a second. */
+function downloadBars(): (p: HubDownloadProgress) => void {
+  let file = "", bar: ReturnType<typeof progressBar>, drawn = 0;
+  return (p) => {
+    if (p.file !== file) [file, bar] = [p.file, progressBar(`downloading ${p.file}`, (b) => `${(b / 2 ** 20).toFixed(1)} MiB`)];
+    if (p.loaded < p.total && performance.now() - drawn < 100) return;
+    drawn = performance.now();
+    bar?.(p.loaded, p.total);
+  };
+}
+
 export async function loadModel(v: { model?: string; dtype?: string; kernels?: string; context?: string; threads?: string }, label = "loading"): Promise<OpenELM> {
   if (v.dtype !== undefined && !WEIGHT_TYPES.includes(v.dtype as WeightType)) throw new UsageError(`--dtype: "${v.dtype}" is not one of ${WEIGHT_TYPES.join(", ")}`);
   if (v.kernels !== "wasm" && v.kernels !== "typescript") throw new UsageError(`--kernels: "${v.kernels}" is not wasm or typescript`);
@@ -167,5 +182,6 @@ export async function loadModel(v: { model?: string; dtype?: string; kernels?: s
     contextLength: parseInteger("context", v.context, undefined, 1, MAX.context),
     ...(threads !== undefined ? { threads } : {}),
     onProgress: progressBar(label, (b) => `${(b / 2 ** 20).toFixed(0)} MiB`),
+    onDownload: downloadBars(),
   });
 }
