@@ -61,7 +61,8 @@ function settings(opts: HubOptions) {
     endpoint: hubEndpoint(opts.endpoint ?? (process.env["HF_ENDPOINT"] || undefined)),
     token: opts.token ?? (process.env["HF_TOKEN"] || undefined),
     offline: opts.offline ?? truthy(process.env["HF_HUB_OFFLINE"]),
-    fetch: ((input, init) => (opts.fetch ?? globalThis.fetch)(input, init).catch((e: Error) => {
+    // API calls get a deadline; downloads bring their own signal (see fetchInto)
+    fetch: ((input, init) => (opts.fetch ?? globalThis.fetch)(input, { ...init, signal: init?.signal ?? AbortSignal.timeout(IDLE_MS) }).catch((e: Error) => {
       throw new Unreachable((e.cause as Error | undefined)?.message ?? e.message);
     })) as typeof fetch,
     onDownload: opts.onDownload,
@@ -200,32 +201,34 @@ async function fetchInto(partial: string, url: string, size: number, file: strin
   if (have > size) await truncate(partial, (have = 0));
   const report = (loaded: number) => s.onDownload?.({ file, loaded, total: size });
   if (have === size) return report(size);
+  // a server that stops answering, before or during the body, is given up after IDLE_MS of silence
   const idle = new AbortController();
-  const headers: Record<string, string> = { ...(s.token ? { Authorization: `Bearer ${s.token}` } : {}), ...(have > 0 ? { Range: `bytes=${have}-` } : {}) };
-  const r = await s.fetch(url, { headers, signal: idle.signal });
-  if (r.status === 206) {
-    const start = /^bytes (\d+)-/.exec(r.headers.get("content-range") ?? "")?.[1];
-    if (Number(start) !== have) throw new HubError(`${url}: asked for bytes from ${have}, the server sent Content-Range ${r.headers.get("content-range")}`);
-  } else if (r.status === 200) have = 0; // the server ignored Range: the body is the whole file
-  else throw httpError(r.status, `downloading ${file}`, h, s.endpoint, !!s.token);
-  if (!r.body) throw new HubError(`${url}: HTTP ${r.status} without a body`);
-  let loaded = have, timer = setTimeout(() => idle.abort(), IDLE_MS);
-  const count = new Transform({
-    transform(chunk: Buffer, _, done) {
-      clearTimeout(timer);
-      timer = setTimeout(() => idle.abort(), IDLE_MS);
-      loaded += chunk.byteLength;
-      if (loaded > size) return done(new HubError(`${url}: the server sent more than the ${size} bytes the hub lists`));
-      report(loaded);
-      done(null, chunk);
-    },
-  });
+  let timer = setTimeout(() => idle.abort(), IDLE_MS);
+  const alive = () => (clearTimeout(timer), (timer = setTimeout(() => idle.abort(), IDLE_MS)));
   try {
+    const headers: Record<string, string> = { ...(s.token ? { Authorization: `Bearer ${s.token}` } : {}), ...(have > 0 ? { Range: `bytes=${have}-` } : {}) };
+    const r = await s.fetch(url, { headers, signal: idle.signal });
+    if (r.status === 206) {
+      const start = /^bytes (\d+)-/.exec(r.headers.get("content-range") ?? "")?.[1];
+      if (Number(start) !== have) throw new HubError(`${url}: asked for bytes from ${have}, the server sent Content-Range ${r.headers.get("content-range")}`);
+    } else if (r.status === 200) have = 0; // the server ignored Range: the body is the whole file
+    else throw httpError(r.status, `downloading ${file}`, h, s.endpoint, !!s.token);
+    if (!r.body) throw new HubError(`${url}: HTTP ${r.status} without a body`);
+    let loaded = have;
+    const count = new Transform({
+      transform(chunk: Buffer, _, done) {
+        alive();
+        loaded += chunk.byteLength;
+        if (loaded > size) return done(new HubError(`${url}: the server sent more than the ${size} bytes the hub lists`));
+        report(loaded);
+        done(null, chunk);
+      },
+    });
     await pipeline(Readable.fromWeb(r.body as never), count, createWriteStream(partial, { flags: have > 0 ? "a" : "w" }));
+    if (loaded !== size) throw new Error(`the connection closed after ${loaded} of ${size} bytes`);
   } finally {
     clearTimeout(timer);
   }
-  if (loaded !== size) throw new Error(`the connection closed after ${loaded} of ${size} bytes`);
 }
 
 /** Check a downloaded file against the hub's listing: size, and the LFS sha256 or the git blob sha1. */

@@ -24,7 +24,6 @@ import { parseHubId } from "../web/hub.js";
 
 export { folderFiles } from "./files.js";
 export { resolveHubModel, hubRepoFolder, type HubOptions, type HubDownloadProgress } from "./hub.js";
-export { parseHubId, HubError, type HubId } from "../web/hub.js";
 export { configureV8 } from "./v8-flags.js";
 
 configureV8();
@@ -73,7 +72,7 @@ export async function localModelPath(path: string, hub: HubOptions = {}): Promis
   try {
     parseHubId(path);
   } catch (e) {
-    throw new FolderError(`${path}: no such file or folder, and not a hub id either (${(e as Error).message})`);
+    throw new FolderError(`model folder or file ${path} does not exist, and it is not a hub id either (${(e as Error).message})`);
   }
   return resolveHubModel(path, hub).catch((e: Error) => {
     e.message = `${path} is no local file or folder; as a hub id: ${e.message}`;

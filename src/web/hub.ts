@@ -8,6 +8,7 @@ import { parseJson } from "../formats/json.js";
 /** The public hub; `HF_ENDPOINT` (Node) or `HubUrlOptions.endpoint` names a mirror instead. */
 export const HUB_ENDPOINT = "https://huggingface.co";
 
+/** A hub id that is not one, a hub answer that cannot be used, or a model the hub or the cache does not have. */
 export class HubError extends Error {
   override name = "HubError";
 }
