@@ -9,12 +9,13 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve, sep } from "node:path";
 import fc from "fast-check";
+import { downloadFileToCacheDir, fileDownloadInfo } from "@huggingface/hub";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readConfig } from "../src/load.js";
 import { readCheckpoint } from "../src/formats/safetensors.js";
 import { ggufFile } from "../src/formats/gguf-export.js";
 import { TextGenerator } from "../src/generation/stream.js";
-import { folderFiles, hubRepoFolder, kernelBuild, loadModelFromFolder, loadTokenizerFromFolder, resolveHubModel, type HubOptions } from "../src/node/index.js";
+import { folderFiles, hubRepoFolder, kernelBuild, loadModelFromFolder, loadTokenizerFromFolder, resolveHubModel, type HubDownloadProgress, type HubOptions } from "../src/node/index.js";
 import { HubError, chooseGGUF, hubFileUrl, hubModelUrl, parseHubId } from "../src/web/hub.js";
 import { openModel } from "../src/web/open.js";
 import { MockHub, gitBlobSha, sha256 } from "./helpers/mock-hub.js";
@@ -72,8 +73,9 @@ afterAll(async () => {
 
 describe("the Hugging Face cache", () => {
   it("downloads only what the model needs, laid out as huggingface_hub lays it out, and loads with the local folder's ids", async () => {
-    const dir = cache(), commit = hub.commit("apple/OpenELM-tiny");
-    const snapshot = await resolveHubModel("apple/OpenELM-tiny", at(dir));
+    const dir = cache(), commit = hub.commit("apple/OpenELM-tiny"), last = new Map<string, HubDownloadProgress>();
+    const snapshot = await resolveHubModel("apple/OpenELM-tiny", at(dir, { onDownload: (p) => last.set(p.file, p) }));
+    expect([...last.values()].sort((a, b) => a.file.localeCompare(b.file))).toEqual(["config.json", "model.safetensors", "tokenizer.json"].map((f) => ({ file: f, loaded: TINY[f]!.byteLength, total: TINY[f]!.byteLength })));
     const repo = join(dir, "models--apple--OpenELM-tiny");
     expect(snapshot).toBe(join(repo, "snapshots", commit));
     expect(readFileSync(join(repo, "refs", "main"), "utf8")).toBe(commit);
@@ -249,6 +251,18 @@ describe("the Hugging Face cache", () => {
     const offline = await run("apple/OpenELM-absent", { HF_ENDPOINT: hub.url, HF_HUB_CACHE: dir, HF_HUB_OFFLINE: "1" });
     expect(offline.code).not.toBe(0);
     expect(offline.err).toContain("apple/OpenELM-absent is no local file or folder; as a hub id: HF_HUB_OFFLINE is set, and the cache");
+  });
+});
+
+describe("the mock hub", () => {
+  it("answers @huggingface/hub's own download into a cache (paths-info, resolve with Range bytes=0-0, the redirect to the CDN)", async () => {
+    const dir = cache();
+    const pointer = await downloadFileToCacheDir({ repo: "apple/OpenELM-tiny", path: "model.safetensors", hubUrl: hub.url, cacheDir: dir });
+    expect(readFileSync(pointer).equals(WEIGHTS)).toBe(true);
+    expect(readlinkSync(pointer)).toBe(`../../blobs/${sha256(WEIGHTS)}`);
+    const info = await fileDownloadInfo({ repo: "apple/OpenELM-tiny", path: "config.json", hubUrl: hub.url });
+    expect([info?.etag, info?.size]).toEqual([`"${gitBlobSha(TINY["config.json"]!)}"`, TINY["config.json"]!.byteLength]);
+    expect(await fileDownloadInfo({ repo: "apple/OpenELM-tiny", path: "nope.json", hubUrl: hub.url })).toBe(null);
   });
 });
 

@@ -6,7 +6,7 @@
 //                                                     Link rel="next" header when `pageSize` is set
 // - POST /api/models/{org}/{name}/paths-info/{rev}  the entries of the paths asked for
 // - HEAD/GET /{org}/{name}/resolve/{rev}/{path}     X-Repo-Commit and ETag (the git blob sha1); LFS files
-//   (*.safetensors, *.gguf, *.npy) answer 302 to /cdn/{sha256} with X-Linked-Etag and X-Linked-Size, and
+//   (*.safetensors, *.gguf, *.npy) answer 302 to {url}/cdn/{sha256} with X-Linked-Etag and X-Linked-Size, and
 //   the CDN path serves the bytes with Range (206, Content-Range), as the hub's storage does
 // - 404 with X-Error-Code RepoNotFound / RevisionNotFound / EntryNotFound; a gated repo's info and tree are
 //   public but its files answer 401 without a token and 403 with one it does not accept, as on the hub.
@@ -141,7 +141,7 @@ export class MockHub {
     const headers = { "X-Repo-Commit": commit.sha, ETag: `"${gitBlobSha(bytes)}"` };
     if (isLfs(path)) {
       const oid = sha256(bytes);
-      return void res.writeHead(302, { ...headers, "X-Linked-Etag": `"${oid}"`, "X-Linked-Size": String(bytes.byteLength), Location: `/cdn/${oid}` }).end();
+      return void res.writeHead(302, { ...headers, "X-Linked-Etag": `"${oid}"`, "X-Linked-Size": String(bytes.byteLength), Location: `${this.url}/cdn/${oid}` }).end();
     }
     res.setHeader("X-Repo-Commit", commit.sha);
     return this.send(req, res, undefined, bytes, headers.ETag);
