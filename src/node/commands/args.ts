@@ -165,8 +165,10 @@ export function progressBar(label: string, unit: (n: number) => string = String)
 function downloadBars(): (p: HubDownloadProgress) => void {
   let file = "", bar: ReturnType<typeof progressBar>, drawn = 0;
   return (p) => {
-    const unit = p.total < 2 ** 20 ? (b: number) => `${(b / 1024).toFixed(0)} KiB` : (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-    if (p.file !== file) [file, bar] = [p.file, progressBar(`downloading ${p.file}`, unit)];
+    if (p.file !== file) {
+      const unit = p.total < 2 ** 20 ? (b: number) => `${(b / 1024).toFixed(0)} KiB` : (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+      [file, bar] = [p.file, progressBar(`downloading ${p.file}`, unit)];
+    }
     if (p.loaded < p.total && performance.now() - drawn < 100) return;
     drawn = performance.now();
     bar?.(p.loaded, p.total);
