@@ -1,0 +1,148 @@
+// npm run bench:serve [-- --threads 2 --parallel 8 --tokens 64 --prefill-chunk 64 --soak SECONDS]
+// A bounded load test of `openelm serve` on a 270M-shape model with random weights (speed does not depend
+// on the values), driven by the official openai client: for 1, 2, 4 and 8 concurrent greedy streams, the
+// aggregate tokens/s, time to first token p50/p99 and errors; the two targets of continuous batching (4
+// streams against 1, and the first token of a short request that arrives while a 1,000-token prompt
+// prefills); and with --soak, mixed requests with aborts for that many seconds, with the server's RSS.
+// Every phase has a fixed number of requests (or a fixed time), so the run stops by itself.
+import { spawn, spawnSync } from "node:child_process";
+import { createWriteStream, existsSync, mkdirSync, renameSync } from "node:fs";
+import { once } from "node:events";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import OpenAI from "openai";
+import { PRESETS, ggufFile, parseConfig, randomCheckpoint, seededRandom } from "openelm";
+import { bundledTokenizer } from "openelm/node";
+
+const { values } = parseArgs({
+  options: {
+    threads: { type: "string", default: "2" },
+    parallel: { type: "string", default: "8" },
+    tokens: { type: "string", default: "64" },
+    "prefill-chunk": { type: "string", default: "64" },
+    soak: { type: "string", default: "0" },
+  },
+});
+const tokens = Number(values.tokens), soakSeconds = Number(values.soak);
+const CLI = fileURLToPath(new URL("../node/cli.js", import.meta.url));
+
+/** The 270M-shape model as an F16 GGUF file in the temp folder (written once; the server loads it as BF16). */
+async function modelFile(): Promise<string> {
+  const dir = join(tmpdir(), "openelm-bench-peers"), path = join(dir, "270M-f16.gguf");
+  if (existsSync(path)) return path;
+  mkdirSync(dir, { recursive: true });
+  process.stderr.write(`writing ${path} ... `);
+  const config = parseConfig(PRESETS["270M"]!), out = createWriteStream(`${path}.part`);
+  for await (const chunk of ggufFile(config, randomCheckpoint(config), { type: "f16", tokenizer: (await bundledTokenizer()) as Record<string, unknown>, name: "OpenELM-270M (random weights)" }))
+    if (!out.write(chunk)) await once(out, "drain");
+  out.end();
+  await once(out, "finish");
+  renameSync(`${path}.part`, path);
+  process.stderr.write("done\n");
+  return path;
+}
+
+const server = spawn(process.execPath, [CLI, "serve", "--model", await modelFile(), "--dtype", "bf16", "--threads", values.threads!, "--parallel", values.parallel!,
+  "--prefill-chunk", values["prefill-chunk"]!, "--port", "0", "--name", "m"], { stdio: ["ignore", "pipe", "inherit"] });
+const line = await new Promise<string>((ok, fail) => {
+  createInterface({ input: server.stdout! }).once("line", ok);
+  server.once("exit", (code) => fail(new Error(`openelm serve exited with ${code}`)));
+});
+const baseURL = /(http:\/\/\S+\/v1)/.exec(line)![1]!;
+const client = new OpenAI({ baseURL, apiKey: "unused", maxRetries: 0, timeout: 600_000 });
+const random = seededRandom(7);
+/** A prompt of `n` token ids (BOS, then random ordinary tokens): exact lengths, no tokenizer needed. */
+const promptIds = (n: number) => [1, ...Array.from({ length: n - 1 }, () => 300 + Math.floor(random() * 29000))];
+
+/** One greedy streamed completion: time to first token, tokens received, or the error. */
+async function stream(prompt: number[], maxTokens: number, signal?: AbortSignal): Promise<{ ttftMs: number; tokens: number; error?: string }> {
+  const t0 = performance.now();
+  let ttftMs = NaN, count = 0;
+  try {
+    const s = await client.completions.create({ model: "m", prompt, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } }, { signal });
+    for await (const chunk of s) {
+      if (chunk.choices[0] && Number.isNaN(ttftMs)) ttftMs = performance.now() - t0;
+      if (chunk.usage) count = chunk.usage.completion_tokens;
+    }
+    return { ttftMs, tokens: count };
+  } catch (e) {
+    return { ttftMs, tokens: count, error: (e as Error).message };
+  }
+}
+
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+const f = (x: number, d = 1) => x.toFixed(d);
+
+await stream(promptIds(16), 4); // warm-up: first allocations, JIT
+console.log(`openelm serve, OpenELM-270M shape (random weights, BF16), ${values.threads} threads, --parallel ${values.parallel}, --prefill-chunk ${values["prefill-chunk"]}; ${tokens} greedy tokens per request, 16-token prompts`);
+console.log("streams  requests  tokens  seconds  aggregate tok/s  TTFT p50 ms  TTFT p99 ms  errors");
+const aggregate: Record<number, number> = {};
+for (const streams of [1, 2, 4, 8]) {
+  // each client runs its requests one after another; the phase ends when all have
+  const perClient = Math.max(1, Math.round(8 / streams));
+  const t0 = performance.now();
+  const results = (await Promise.all(Array.from({ length: streams }, async () => {
+    const out = [];
+    for (let i = 0; i < perClient; i++) out.push(await stream(promptIds(16), tokens));
+    return out;
+  }))).flat();
+  const seconds = (performance.now() - t0) / 1000, total = results.reduce((a, r) => a + r.tokens, 0), ttft = results.map((r) => r.ttftMs).filter((x) => !Number.isNaN(x));
+  aggregate[streams] = total / seconds;
+  console.log(`${String(streams).padStart(7)} ${String(results.length).padStart(9)} ${String(total).padStart(7)} ${f(seconds).padStart(8)} ${f(total / seconds).padStart(16)} ${f(pct(ttft, 50), 0).padStart(12)} ${f(pct(ttft, 99), 0).padStart(12)} ${String(results.filter((r) => r.error).length).padStart(7)}`);
+}
+console.log(`\ntarget: 4 concurrent streams ÷ 1 stream = ${f(aggregate[4]! / aggregate[1]!, 2)}× (≥ 2.5×)`);
+
+// a short request that arrives while a 1,000-token prompt is prefilling
+const waits = [];
+for (let round = 0; round < 3; round++) {
+  const long = stream(promptIds(1000), 1);
+  await new Promise((r) => setTimeout(r, 150)); // its prefill is under way
+  const short = await stream(promptIds(16), 1);
+  const l = await long;
+  waits.push(short.ttftMs);
+  console.log(`round ${round + 1}: short request's TTFT ${f(short.ttftMs, 0)} ms while the 1,000-token prompt took ${f(l.ttftMs, 0)} ms to its first token`);
+}
+console.log(`target: TTFT of a short request during a 1,000-token prefill, worst of 3 = ${f(Math.max(...waits), 0)} ms (< 1000 ms)`);
+
+/** The server's resident memory in MiB (ps, so that it works on Linux and macOS). */
+const rss = () => Number(spawnSync("ps", ["-o", "rss=", "-p", String(server.pid)], { encoding: "utf8" }).stdout.trim()) / 1024;
+
+if (soakSeconds > 0) {
+  // 8 clients, mixed requests (chat or text, streamed or not, 4 to 48 tokens), a fifth of them aborted
+  const end = performance.now() + soakSeconds * 1000, samples: [number, number][] = [];
+  let done = 0, aborted = 0;
+  const errors: string[] = [];
+  const sampler = setInterval(() => samples.push([Math.round((soakSeconds * 1000 - (end - performance.now())) / 1000), rss()]), 10_000);
+  samples.push([0, rss()]);
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (performance.now() < end) {
+      const ac = new AbortController(), abort = random() < 0.2, maxTokens = 4 + Math.floor(random() * 45), prompt = promptIds(8 + Math.floor(random() * 120));
+      const timer = abort ? setTimeout(() => ac.abort(), 100 + random() * 1500) : undefined;
+      try {
+        if (random() < 0.5) {
+          const r = await stream(prompt, maxTokens, ac.signal);
+          if (r.error && !ac.signal.aborted) errors.push(r.error);
+        } else {
+          await client.chat.completions.create({ model: "m", messages: [{ role: "user", content: `Question ${Math.floor(random() * 1000)}: why?` }], max_tokens: maxTokens, temperature: random() }, { signal: ac.signal });
+        }
+      } catch (e) {
+        if (!ac.signal.aborted) errors.push((e as Error).message);
+      } finally {
+        clearTimeout(timer);
+        if (ac.signal.aborted) aborted++;
+        else done++;
+      }
+    }
+  }));
+  clearInterval(sampler);
+  samples.push([soakSeconds, rss()]);
+  const health = await (await fetch(baseURL.replace(/\/v1$/, "/health"))).json();
+  console.log(`\nsoak: ${soakSeconds} s, 8 clients: ${done} requests completed, ${aborted} aborted, ${errors.length} errors${errors.length ? ` (first: ${errors[0]})` : ""}; afterwards ${JSON.stringify(health)}`);
+  console.log(`server RSS MiB over time (s: MiB): ${samples.map(([t, m]) => `${t}: ${f(m, 0)}`).join(", ")}`);
+}
+
+server.kill("SIGTERM");
+await once(server, "exit");
