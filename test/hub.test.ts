@@ -191,6 +191,7 @@ describe("the Hugging Face cache", () => {
     await expect(resolveHubModel("apple/OpenELM-gated", at(dir))).rejects.toThrow("HTTP 401 from " + hub.url + ": apple/OpenELM-gated is gated, private or does not exist; set HF_TOKEN to a token and accept the model's licence on its page");
     await expect(resolveHubModel("apple/OpenELM-gated", at(dir, { token: "hf_other" }))).rejects.toThrow("HTTP 403");
     await expect(resolveHubModel("apple/OpenELM-gated", at(dir, { token: "not-a-token" }))).rejects.toThrow("HF_TOKEN is not a Hugging Face access token");
+    await expect(resolveHubModel("apple/OpenELM-gated", at(dir, { endpoint: "ftp://mirror.example" }))).rejects.toThrow('hub endpoint "ftp://mirror.example" is not an http(s) URL');
     hub.log = [];
     process.env["HF_TOKEN"] = "hf_good";
     try {

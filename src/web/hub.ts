@@ -72,7 +72,10 @@ export const isGGUFId = (h: HubId) => h.quant !== undefined;
 export interface HubUrlOptions {
   /** The hub or a mirror (default https://huggingface.co). */
   endpoint?: string;
-  /** An access token for gated and private repositories, sent as "Authorization: Bearer". */
+  /**
+   * An access token for gated and private repositories, sent as "Authorization: Bearer" with the listing;
+   * openModel's own requests need it too (give it a `fetch` that adds the header).
+   */
   token?: string;
   /** Default: globalThis.fetch. */
   fetch?: typeof fetch;
