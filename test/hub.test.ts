@@ -115,6 +115,15 @@ describe("the Hugging Face cache", () => {
     expect(readdirSync(blobs).filter((f) => f.endsWith(".incomplete"))).toEqual([]);
   });
 
+  it("loads of one model at once in one process share its downloads", async () => {
+    const dir = cache();
+    hub.log = [];
+    const [a, b] = await Promise.all([resolveHubModel("apple/OpenELM-tiny", at(dir)), resolveHubModel("apple/OpenELM-tiny", at(dir))]);
+    expect(a).toBe(b);
+    expect(hub.log.filter((r) => r.url.startsWith("/cdn/"))).toHaveLength(1);
+    expect(readFileSync(join(a, "model.safetensors")).equals(WEIGHTS)).toBe(true);
+  });
+
   it("bytes that do not hash to the listed sha256 are refused and removed, whether served so or left corrupted on disk", async () => {
     const dir = cache(), repo = hubRepoFolder("apple/OpenELM-tiny", dir), blob = join(repo, "blobs", sha256(WEIGHTS));
     hub.corruptFile(WEIGHTS);

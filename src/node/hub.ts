@@ -171,28 +171,36 @@ async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
 }
 
+/** Blobs being downloaded by this process: a second load of the same model waits for the first's download. */
+const downloading = new Map<string, Promise<void>>();
+
 /** Make snapshots/{commit}/{path} lead to blobs/{etag}: downloaded (or resumed) and checked if missing. */
 async function download(h: HubId, folder: string, commit: string, entry: TreeEntry, s: Settings): Promise<void> {
   const pointer = join(folder, "snapshots", commit, entry.path), blob = join(folder, "blobs", etag(entry));
-  const size = entry.lfs?.size ?? entry.size;
   if (await exists(pointer)) return;
-  await mkdir(dirname(blob), { recursive: true });
-  if ((await stat(blob).catch(() => undefined))?.size !== size) {
-    const url = resolveUrl({ ...h, revision: commit }, entry.path, s.endpoint);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await fetchInto(`${blob}.incomplete`, url, size, entry.path, h, s);
-        break;
-      } catch (e) {
-        if (e instanceof HubError || attempt === ATTEMPTS) throw new HubError(`${entry.path} of ${hubIdText(h)}: ${(e as Error).message}${e instanceof HubError ? "" : " (run again to resume the download)"}`);
-      }
-    }
-    await verify(`${blob}.incomplete`, entry, h);
-    await rename(`${blob}.incomplete`, blob);
-  }
+  if (!downloading.has(blob)) downloading.set(blob, fetchBlob(h, blob, commit, entry, s).finally(() => downloading.delete(blob)));
+  await downloading.get(blob);
   await mkdir(dirname(pointer), { recursive: true });
   await rm(pointer, { force: true }); // a dangling link left by a removed blob
   await symlink(relative(dirname(pointer), blob), pointer).catch(() => copyFile(blob, pointer));
+}
+
+/** blobs/{etag}, unless it is there: downloaded into {etag}.incomplete (resumed), checked, then renamed. */
+async function fetchBlob(h: HubId, blob: string, commit: string, entry: TreeEntry, s: Settings): Promise<void> {
+  const size = entry.lfs?.size ?? entry.size, url = resolveUrl({ ...h, revision: commit }, entry.path, s.endpoint);
+  if ((await stat(blob).catch(() => undefined))?.size === size) return;
+  await mkdir(dirname(blob), { recursive: true });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await fetchInto(`${blob}.incomplete`, url, size, entry.path, h, s);
+      break;
+    } catch (e) {
+      if (e instanceof HubError) throw e; // an answer that another attempt would not change
+      if (attempt === ATTEMPTS) throw new HubError(`${entry.path} of ${hubIdText(h)}: ${(e as Error).message} (run again to resume the download)`);
+    }
+  }
+  await verify(`${blob}.incomplete`, entry, h);
+  await rename(`${blob}.incomplete`, blob);
 }
 
 /** Append to `partial` the bytes it lacks of the file at `url` (a Range request from its size). */
@@ -212,7 +220,7 @@ async function fetchInto(partial: string, url: string, size: number, file: strin
       const start = /^bytes (\d+)-/.exec(r.headers.get("content-range") ?? "")?.[1];
       if (Number(start) !== have) throw new HubError(`${url}: asked for bytes from ${have}, the server sent Content-Range ${r.headers.get("content-range")}`);
     } else if (r.status === 200) have = 0; // the server ignored Range: the body is the whole file
-    else throw httpError(r.status, `downloading ${file}`, h, s.endpoint, !!s.token);
+    else throw httpError(r.status, `downloading ${file} of ${hubIdText(h)}`, h, s.endpoint, !!s.token);
     if (!r.body) throw new HubError(`${url}: HTTP ${r.status} without a body`);
     let loaded = have;
     const count = new Transform({
