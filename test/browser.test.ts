@@ -3,20 +3,18 @@
 // tracing returning Float32Arrays, and seeded sampling giving the ids Node gives.
 import { createServer, type Server } from "node:http";
 import { readFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
 import { extname, join, normalize } from "node:path";
-import { chromium, type Browser } from "playwright-core";
+import { type Browser } from "playwright-core";
+import { launchChromium } from "./helpers/chromium.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TextGenerator } from "../src/generation/stream.js";
 import { loadTokenizerFromFolder } from "../src/node/index.js";
 import { ORACLE, ROOT, loadOracle } from "./helpers/oracle.js";
 
-const CHROMIUM = "/usr/bin/chromium"; // installed by test/browser/ensure-chromium.mjs (npm pretest)
 const TYPES: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".json": "application/json", ".wasm": "application/wasm" };
 let server: Server, browser: Browser, base = "";
 
 beforeAll(async () => {
-  expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: run node test/browser/ensure-chromium.mjs`).toBe(true);
   // A static server over the repository. The page is cross-origin isolated when its own response carries
   // COOP and COEP (?isolated); every other response carries COEP and CORP, as workers and fetches need.
   server = createServer(async (req, res) => {
@@ -37,10 +35,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {

@@ -6,7 +6,8 @@
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { basename, join } from "node:path";
-import { chromium, type Browser } from "playwright-core";
+import { type Browser } from "playwright-core";
+import { launchChromium } from "./helpers/chromium.js";
 import { build, createServer, preview } from "vite";
 import { build as esbuild } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -36,7 +37,7 @@ beforeAll(async () => {
   const model = await loadModelFromFolder(DEMO, { threads: 2 });
   expected = (await new TextGenerator(model, await loadTokenizerFromFolder(DEMO)).complete("Once upon a time", { maxNewTokens: 16, ignoreEos: true })).ids;
   await model.close();
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update"] });
+  browser = await launchChromium();
 }, 300_000);
 
 afterAll(async () => {

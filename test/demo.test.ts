@@ -10,7 +10,8 @@ import { join } from "node:path";
 import fc from "fast-check";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { type Browser, type Page } from "playwright-core";
+import { launchChromium } from "./helpers/chromium.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config.js";
 import { argmax } from "../src/generation/sampler.js";
@@ -21,7 +22,6 @@ import { parseSettings } from "../src/web/demo/settings.js";
 import { trace } from "../src/trace.js";
 import { ORACLE, ROOT, loadOracle } from "./helpers/oracle.js";
 
-const CHROMIUM = "/usr/bin/chromium"; // installed by test/browser/ensure-chromium.mjs (npm pretest)
 const DEMO = join(ORACLE, "elm-tiny-32k");
 const SHOTS = join(ROOT, "test-results/demo");
 const tmp = mkdtempSync(join(tmpdir(), "openelm-demo-"));
@@ -30,7 +30,6 @@ const GGUF = join(tmp, "elm-tiny-32k.gguf");
 let server: ChildProcess, browser: Browser, base = "";
 
 beforeAll(async () => {
-  expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: run node test/browser/ensure-chromium.mjs`).toBe(true);
   expect(existsSync(join(ROOT, "dist/demo/index.html")), "the demo page is not built: run npm run build:web").toBe(true);
   mkdirSync(SHOTS, { recursive: true });
   // --model: the demo weights with a long context, so that a reply can run long enough to be stopped
@@ -54,10 +53,7 @@ beforeAll(async () => {
     server.stderr!.on("data", (d) => (out += d));
     server.once("exit", (code) => fail(new Error(`openelm web exited with ${code}: ${out}`)));
   });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {

@@ -3,17 +3,17 @@
 // download, an aborted download is not cached, a worker without createWritable caches through a sync access
 // handle; a picked folder and directory handles load the same model; a file larger than 4 GiB reads right
 // past 2^31 and 2^32 both by URL and as a File.
-import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, ftruncateSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, normalize } from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { type Browser, type BrowserContext, type Page } from "playwright-core";
+import { launchChromium } from "./helpers/chromium.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TextGenerator } from "../src/generation/stream.js";
 import { kernelBuild, loadTokenizerFromFolder } from "../src/node/index.js";
 import { ORACLE, ROOT, loadOracle, oracleCases } from "./helpers/oracle.js";
 import { RangeServer, WELL } from "./browser/range-server.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const MODEL = "elm-tiny-32k", FOLDER = `/ref/oracle/${MODEL}`, SHARDED = "elm-tiny-bf16-sharded";
 const BIG = join(tmpdir(), `openelm-big-${process.pid}.bin`), BIG_SIZE = 4.5 * 2 ** 30;
 /** Known bytes at offsets around and past 2^31 and 2^32 of the sparse file (the rest reads as zeros). */
@@ -42,13 +42,12 @@ async function greedyInNode(name: string, prompt: string | number[]): Promise<nu
 }
 
 beforeAll(async () => {
-  expect(existsSync(CHROMIUM), `${CHROMIUM} is missing: run node test/browser/ensure-chromium.mjs`).toBe(true);
   const fd = openSync(BIG, "w");
   ftruncateSync(fd, BIG_SIZE); // sparse: takes no disk space but the marks
   for (const at of MARKS) writeSync(fd, new Uint8Array(mark(at)), 0, 16, at);
   closeSync(fd);
   await server.start();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
+  browser = await launchChromium();
   context = await browser.newContext();
   [nodeIds, shardedIds] = [await greedyInNode(MODEL, "Once upon a time"), await greedyInNode(SHARDED, SHARDED_PROMPT)];
 }, 60_000);
