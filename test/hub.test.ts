@@ -15,7 +15,7 @@ import { readConfig } from "../src/load.js";
 import { readCheckpoint } from "../src/formats/safetensors.js";
 import { ggufFile } from "../src/formats/gguf-export.js";
 import { TextGenerator } from "../src/generation/stream.js";
-import { folderFiles, hubRepoFolder, kernelBuild, loadModelFromFolder, loadTokenizerFromFolder, resolveHubModel, type HubDownloadProgress, type HubOptions } from "../src/node/index.js";
+import { folderFiles, hubRepoFolder, kernelBuild, loadModelFromFolder, loadTokenizerFromFolder, readCheckpointAt, resolveHubModel, type HubDownloadProgress, type HubOptions } from "../src/node/index.js";
 import { HubError, chooseGGUF, hubFileUrl, hubModelUrl, parseHubId } from "../src/web/hub.js";
 import { openModel } from "../src/web/open.js";
 import { MockHub, gitBlobSha, sha256 } from "./helpers/mock-hub.js";
@@ -220,6 +220,8 @@ describe("the Hugging Face cache", () => {
     expect(file).toBe(join(hubRepoFolder(id, dir), "snapshots", hub.commit(id), "OpenELM-tiny-F32.gguf"));
     expect(readdirSync(join(hubRepoFolder(id, dir), "snapshots", hub.commit(id)))).toEqual(["OpenELM-tiny-F32.gguf"]);
     expect(await greedyIds(`${id}:F32`, at(dir))).toEqual(reference);
+    const local = await readCheckpoint(await folderFiles(join(ORACLE, "elm-tiny-32k"))); // openelm convert's reader, by id
+    expect([...(await readCheckpointAt(`${id}:F32`, at(dir))).tensors.keys()].sort()).toEqual([...local.keys()].sort());
     await expect(resolveHubModel(`${id}:Q4_K_M`, at(dir))).rejects.toThrow(`${id}:Q4_K_M: no .gguf file matches Q4_K_M (it has OpenELM-tiny-F16.gguf, OpenELM-tiny-F32.gguf)`);
     await expect(resolveHubModel(`${id}:F`, at(dir))).rejects.toThrow("several .gguf files match F (OpenELM-tiny-F16.gguf, OpenELM-tiny-F32.gguf)");
     await expect(resolveHubModel(id, at(dir))).rejects.toThrow("several .gguf files; choose one by its quantization, e.g. :Q4_K_M");
@@ -273,6 +275,10 @@ describe("the mock hub", () => {
     const info = await fileDownloadInfo({ repo: "apple/OpenELM-tiny", path: "config.json", hubUrl: hub.url });
     expect([info?.etag, info?.size]).toEqual([`"${gitBlobSha(TINY["config.json"]!)}"`, TINY["config.json"]!.byteLength]);
     expect(await fileDownloadInfo({ repo: "apple/OpenELM-tiny", path: "nope.json", hubUrl: hub.url })).toBe(null);
+    // Python's huggingface_hub reads the file's metadata from a HEAD that does not follow the redirect
+    const head = await fetch(`${hub.url}/apple/OpenELM-tiny/resolve/main/model.safetensors`, { method: "HEAD", redirect: "manual" });
+    expect([head.status, head.headers.get("x-repo-commit"), head.headers.get("x-linked-etag"), head.headers.get("x-linked-size"), head.headers.get("location")])
+      .toEqual([302, hub.commit("apple/OpenELM-tiny"), `"${sha256(WEIGHTS)}"`, String(WEIGHTS.byteLength), `${hub.url}/cdn/${sha256(WEIGHTS)}`]);
   });
 });
 

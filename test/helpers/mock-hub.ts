@@ -167,8 +167,9 @@ export class MockHub {
     const drop = req.method === "GET" ? this.drops.get(key) : undefined;
     if (drop !== undefined) {
       this.drops.delete(key);
-      // the client gets `drop` bytes of a body announced longer, then the connection closes
-      return void res.write(bytes.subarray(start, Math.min(end + 1, start + drop)), () => res.socket?.end());
+      // the client gets `drop` bytes of a body announced longer, then (once it has had time to store
+      // them: a client drops what it has not yet read when the stream fails) the connection closes
+      return void res.write(bytes.subarray(start, Math.min(end + 1, start + drop)), () => setTimeout(() => res.socket?.end(), 300));
     }
     res.end(bytes.subarray(start, end + 1));
   }
