@@ -1,4 +1,4 @@
-// npm run bench:serve [-- --threads 2 --parallel 8 --tokens 64 --prefill-chunk 64 --soak SECONDS]
+// npm run bench:serve [-- --threads 2 --parallel 8 --tokens 64 --prefill-chunk 16 --soak SECONDS]
 // A bounded load test of `openelm serve` on a 270M-shape model with random weights (speed does not depend
 // on the values), driven by the official openai client: for 1, 2, 4 and 8 concurrent greedy streams, the
 // aggregate tokens/s, time to first token p50/p99 and errors; the two targets of continuous batching (4
@@ -22,7 +22,7 @@ const { values } = parseArgs({
     threads: { type: "string", default: "2" },
     parallel: { type: "string", default: "8" },
     tokens: { type: "string", default: "64" },
-    "prefill-chunk": { type: "string", default: "64" },
+    "prefill-chunk": { type: "string", default: "16" },
     soak: { type: "string", default: "0" },
   },
 });

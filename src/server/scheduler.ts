@@ -54,7 +54,10 @@ export interface SchedulerOptions {
   parallel?: number;
   /** Requests that may wait for a slot (default 64); beyond that, submit throws QueueFullError. */
   queue?: number;
-  /** Prompt tokens prefilled per step, over all prefilling slots (default: the model's maxRows). */
+  /**
+   * Prompt tokens prefilled per step, over all prefilling slots (default 16: on a 270M model with 2 threads,
+   * 16 rows run as many rows per second as 64 do, in a quarter of the time the others wait).
+   */
   prefillChunk?: number;
 }
 
@@ -155,7 +158,7 @@ export class Scheduler {
     this.contextLength = OpenELM.plannedPositions(model.config, model.contextLength);
     this.parallel = opts.parallel ?? 4;
     this.queueLimit = opts.queue ?? 64;
-    this.prefillChunk = opts.prefillChunk ?? model.maxRows;
+    this.prefillChunk = opts.prefillChunk ?? Math.min(16, model.maxRows);
     const check = (name: string, v: number, min: number, max: number) => {
       if (!Number.isSafeInteger(v) || v < min || v > max) throw new RangeError(`${name} must be an integer from ${min} to ${max}, got ${v}`);
     };

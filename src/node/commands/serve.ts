@@ -15,7 +15,7 @@ export const HELP = {
   An OpenAI-compatible server: POST /v1/chat/completions (in the model's chat template) and /v1/completions,
   streamed (server-sent events) or not, GET /v1/models and /health. --parallel N requests (default 4) are
   decoded together with continuous batching: a new request joins the running batch at the next step, and
-  long prompts are prefilled --prefill-chunk tokens per step (default 64) between the others' tokens;
+  long prompts are prefilled --prefill-chunk tokens per step (default 16) between the others' tokens;
   --queue N more may wait (default 64; then 503). --api-key requires Authorization: Bearer KEY; --cors
   allows browsers from ORIGIN (or *); --max-body caps a request (default 1048576 bytes, then 413). --name
   is the model id clients send (default: the model folder's or file's name, or the hub id). --port (default 8080; 0 picks a free
@@ -54,7 +54,7 @@ export async function serve(args: string[]) {
   const parallel = parseInteger("parallel", v.parallel, 4, 1, 64)!;
   const queue = parseInteger("queue", v.queue, 64, 0, 1 << 20)!;
   const maxBody = parseInteger("max-body", v["max-body"], 1 << 20, 1, 1 << 30)!;
-  const prefillChunk = parseInteger("prefill-chunk", v["prefill-chunk"], 64, 1, 64)!;
+  const prefillChunk = parseInteger("prefill-chunk", v["prefill-chunk"], 16, 1, 64)!;
   for (const name of ["api-key", "cors", "name"] as const) if (v[name] === "") throw new UsageError(`--${name}: empty`);
   const model = await loadModel(v);
   const scheduler = new Scheduler(model, await loadTokenizerFromFolder(v.model ?? DEMO_MODEL), { parallel, queue, prefillChunk });
