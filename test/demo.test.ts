@@ -349,7 +349,7 @@ describe("openelm web serves", () => {
     for (const [args, message] of [
       [["--port", "65536"], /--port: "65536" is not an integer from 0 to 65,535/],
       [["--port", "1.5"], /--port: "1.5" is not an integer/],
-      [["--model", join(tmp, "missing")], /--model: .*missing does not exist/],
+      [["--model", join(tmp, "missing")], /--model: model folder or file .*missing does not exist, and it is not a hub id either/],
       [["--model", tmp], /--model: .* has no config.json/],
       [["--model", join(tmp, "outside.txt")], /--model: .*outside.txt is neither a model folder nor a .gguf file/],
       [["--host", ""], /--host: empty/],

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve, sep } from "node:path";
 import fc from "fast-check";
 import { downloadFileToCacheDir, fileDownloadInfo } from "@huggingface/hub";
+import { webApp } from "../src/node/commands/web.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readConfig } from "../src/load.js";
 import { readCheckpoint } from "../src/formats/safetensors.js";
@@ -263,6 +264,20 @@ describe("the Hugging Face cache", () => {
     const offline = await run("apple/OpenELM-absent", { HF_ENDPOINT: hub.url, HF_HUB_CACHE: dir, HF_HUB_OFFLINE: "1" });
     expect(offline.code).not.toBe(0);
     expect(offline.err).toContain("apple/OpenELM-absent is no local file or folder; as a hub id: HF_HUB_OFFLINE is set, and the cache");
+  });
+});
+
+describe("openelm web --model org/name", () => {
+  it("serves the hub model's snapshot to the page, labelled by its id", async () => {
+    const env = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_HUB_CACHE: process.env.HF_HUB_CACHE, HF_HUB_OFFLINE: process.env.HF_HUB_OFFLINE };
+    Object.assign(process.env, { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache(), HF_HUB_OFFLINE: "" });
+    try {
+      const app = await webApp("apple/OpenELM-tiny");
+      expect(await (await app.request("/models.json")).json()).toContainEqual({ url: "models/local/", label: "--model OpenELM-tiny", default: true });
+      expect(new Uint8Array(await (await app.request("/models/local/model.safetensors")).arrayBuffer())).toEqual(WEIGHTS);
+    } finally {
+      for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
   });
 });
 

@@ -8,6 +8,7 @@ import { Scorer } from "../../eval/loglikelihood.js";
 import { StridedPerplexity } from "../../eval/perplexity.js";
 import { TASKS, TaskDataError, parseDocument } from "../../eval/tasks.js";
 import { loadTokenizerFromFolder } from "../index.js";
+import { parseHubId } from "../../web/hub.js";
 import type { Tokenizer } from "../../tokenizer.js";
 import { textLines, textPieces } from "../text.js";
 import { DEMO_MODEL, MODEL_HELP, UsageError, loadModel, parse, parseInteger, progressBar } from "./args.js";
@@ -68,11 +69,20 @@ export async function perplexity(args: string[]) {
   console.log(`nll ${r.nll.toFixed(3)} nats (${(r.nll / r.tokens).toFixed(4)} per token)   perplexity ${r.ppl.toFixed(3)}   bits per byte ${result.bits_per_byte.toFixed(4)}`);
 }
 
+const isHubId = (s: string) => {
+  try {
+    return Boolean(parseHubId(s));
+  } catch {
+    return false;
+  }
+};
+
 /** `perplexity --kl-base`: the model against a base model, token by token. */
 async function divergence(v: { file?: string; stride?: string; context?: string; model?: string; dtype?: string; kernels?: string; threads?: string; "kl-base": string; json?: boolean }) {
   if (!v.file) throw new UsageError("--file TEXT is required");
   const base = v["kl-base"], sameModel = WEIGHT_TYPES.includes(base as WeightType);
-  if (!sameModel && !(await stat(base).catch(() => undefined))) throw new UsageError(`--kl-base: "${base}" is neither a storage type (${WEIGHT_TYPES.join(", ")}) nor a model folder or .gguf file`);
+  if (!sameModel && !(await stat(base).catch(() => undefined)) && !isHubId(base))
+    throw new UsageError(`--kl-base: "${base}" is neither a storage type (${WEIGHT_TYPES.join(", ")}) nor a model folder, .gguf file or hub id`);
   const windows = windowOptions(v);
   const model = await loadModel({ ...v, context: undefined });
   const baseModel = await loadModel(sameModel ? { ...v, dtype: base, context: undefined } : { ...v, model: base, dtype: undefined, context: undefined }, "loading the base");

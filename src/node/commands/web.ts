@@ -10,7 +10,8 @@ import { serve } from "@hono/node-server";
 import { serveStatic } from "@hono/node-server/serve-static";
 import { Hono, type MiddlewareHandler } from "hono";
 import type { ModelFiles } from "../../files.js";
-import { folderFiles } from "../files.js";
+import { FolderError, folderFiles } from "../files.js";
+import { localModelPath } from "../index.js";
 import { DEMO_MODEL, UsageError, parseInteger } from "./args.js";
 
 /** The command's help text (openelm web --help, and in openelm --help). */
@@ -81,14 +82,17 @@ export async function webApp(model?: string): Promise<Hono> {
   const served: Served[] = [{ url: "models/demo/", label: "Demo model (random weights)", default: model === undefined }];
   modelFolder(app, "/models/demo/", DEMO_MODEL, await folderFiles(DEMO_MODEL));
   if (model !== undefined) {
-    const path = resolve(model), name = basename(path);
+    const local = await localModelPath(model).catch((e: Error) => {
+      throw e instanceof FolderError ? new UsageError(`--model: ${e.message}`) : e;
+    });
+    const path = resolve(local), name = basename(path);
     if ((await checkModel(path)) === "gguf") {
       const url = `/models/local/${encodeURIComponent(name)}`;
       app.on(["GET", "HEAD"], url, serveStatic({ path }));
-      served.push({ url: url.slice(1), label: `--model ${name}`, default: true });
+      served.push({ url: url.slice(1), label: `--model ${basename(model)}`, default: true });
     } else {
       modelFolder(app, "/models/local/", path, await folderFiles(path));
-      served.push({ url: "models/local/", label: `--model ${name}`, default: true });
+      served.push({ url: "models/local/", label: `--model ${basename(model)}`, default: true });
     }
   }
   app.get("/models.json", (c) => c.json(served));
