@@ -1,9 +1,11 @@
-// npm run bench:serve [-- --threads 2 --parallel 8 --tokens 64 --prefill-chunk 16 --soak SECONDS]
+// npm run bench:serve [-- --threads 2 --parallel 8 --tokens 64 --prefill-chunk 16 --rounds 1 --soak SECONDS]
 // A bounded load test of `openelm serve` on a 270M-shape model with random weights (speed does not depend
 // on the values), driven by the official openai client: for 1, 2, 4 and 8 concurrent greedy streams, the
 // aggregate tokens/s, time to first token p50/p99 and errors; the two targets of continuous batching (4
 // streams against 1, and the first token of a short request that arrives while a 1,000-token prompt
 // prefills); and with --soak, mixed requests with aborts for that many seconds, with the server's RSS.
+// `openelm bench` first measures plain single-stream decoding, the yardstick on a machine shared with
+// others; --rounds N repeats the levels in turn (medians), so that drift falls on all of them alike.
 // Every phase has a fixed number of requests (or a fixed time), so the run stops by itself.
 import { spawn, spawnSync } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, renameSync } from "node:fs";
@@ -24,9 +26,10 @@ const { values } = parseArgs({
     tokens: { type: "string", default: "64" },
     "prefill-chunk": { type: "string", default: "16" },
     soak: { type: "string", default: "0" },
+    rounds: { type: "string", default: "1" },
   },
 });
-const tokens = Number(values.tokens), soakSeconds = Number(values.soak);
+const tokens = Number(values.tokens), soakSeconds = Number(values.soak), rounds = Number(values.rounds);
 const CLI = fileURLToPath(new URL("../node/cli.js", import.meta.url));
 
 /** The 270M-shape model as an F16 GGUF file in the temp folder (written once; the server loads it as BF16). */
@@ -76,11 +79,13 @@ async function stream(prompt: number[], maxTokens: number, signal?: AbortSignal)
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const f = (x: number, d = 1) => x.toFixed(d);
 
+const plain = spawnSync(process.execPath, [CLI, "bench", "--shape", "270M", "--dtype", "bf16", "--threads", values.threads!, "--prefill", "16", "--decode", String(tokens), "--json"], { encoding: "utf8" });
+const yardstick = (JSON.parse(plain.stdout) as { decode_tok_s: number }).decode_tok_s;
 await stream(promptIds(16), 4); // warm-up: first allocations, JIT
 console.log(`openelm serve, OpenELM-270M shape (random weights, BF16), ${values.threads} threads, --parallel ${values.parallel}, --prefill-chunk ${values["prefill-chunk"]}; ${tokens} greedy tokens per request, 16-token prompts`);
-console.log("streams  requests  tokens  seconds  aggregate tok/s  TTFT p50 ms  TTFT p99 ms  errors");
-const aggregate: Record<number, number> = {};
-for (const streams of [1, 2, 4, 8]) {
+console.log(`plain single-stream decoding (openelm bench) just before: ${f(yardstick)} tok/s`);
+const levels = [1, 2, 4, 8], runs = new Map<number, { seconds: number; results: Awaited<ReturnType<typeof stream>>[] }[]>();
+for (let round = 0; round < rounds; round++) for (const streams of levels) {
   // each client runs its requests one after another; the phase ends when all have
   const perClient = Math.max(1, Math.round(8 / streams));
   const t0 = performance.now();
@@ -89,9 +94,15 @@ for (const streams of [1, 2, 4, 8]) {
     for (let i = 0; i < perClient; i++) out.push(await stream(promptIds(16), tokens));
     return out;
   }))).flat();
-  const seconds = (performance.now() - t0) / 1000, total = results.reduce((a, r) => a + r.tokens, 0), ttft = results.map((r) => r.ttftMs).filter((x) => !Number.isNaN(x));
-  aggregate[streams] = total / seconds;
-  console.log(`${String(streams).padStart(7)} ${String(results.length).padStart(9)} ${String(total).padStart(7)} ${f(seconds).padStart(8)} ${f(total / seconds).padStart(16)} ${f(pct(ttft, 50), 0).padStart(12)} ${f(pct(ttft, 99), 0).padStart(12)} ${String(results.filter((r) => r.error).length).padStart(7)}`);
+  runs.set(streams, [...(runs.get(streams) ?? []), { seconds: (performance.now() - t0) / 1000, results }]);
+}
+console.log(`streams  requests  tokens  aggregate tok/s (median of ${rounds})  TTFT p50 ms  TTFT p99 ms  errors`);
+const aggregate: Record<number, number> = {};
+for (const streams of levels) {
+  const r = runs.get(streams)!, all = r.flatMap((x) => x.results), ttft = all.map((x) => x.ttftMs).filter((x) => !Number.isNaN(x));
+  const rates = r.map((x) => x.results.reduce((a, y) => a + y.tokens, 0) / x.seconds);
+  aggregate[streams] = pct(rates, 50);
+  console.log(`${String(streams).padStart(7)} ${String(all.length).padStart(9)} ${String(all.reduce((a, y) => a + y.tokens, 0)).padStart(7)} ${f(aggregate[streams]!).padStart(32)} ${f(pct(ttft, 50), 0).padStart(12)} ${f(pct(ttft, 99), 0).padStart(12)} ${String(all.filter((x) => x.error).length).padStart(7)}`);
 }
 console.log(`\ntarget: 4 concurrent streams ÷ 1 stream = ${f(aggregate[4]! / aggregate[1]!, 2)}× (≥ 2.5×)`);
 

@@ -24,7 +24,8 @@ export interface ServerOptions {
   template?: string;
 }
 
-const FINISH = { stop: "stop", length: "length" } as const;
+/** OpenAI's finish_reason for how a job ended (an aborted job's client is gone and reads none). */
+const FINISH: Record<JobResult["finishReason"], "stop" | "length" | null> = { stop: "stop", length: "length", abort: null };
 
 /** The OpenAI API over `scheduler`: POST /v1/chat/completions and /v1/completions, GET /v1/models and /health. */
 export function openaiApp(scheduler: Scheduler, opts: ServerOptions): Hono {
@@ -97,7 +98,7 @@ export function openaiApp(scheduler: Scheduler, opts: ServerOptions): Hono {
       whole: (text, tokens, r) => ({
         message: { role: "assistant", content: text, refusal: null },
         logprobs: req.logprobs === undefined ? null : { content: tokens.map(logprob) },
-        finish_reason: FINISH[r.finishReason as "stop"],
+        finish_reason: FINISH[r.finishReason],
       }),
     });
   });
@@ -118,7 +119,7 @@ export function openaiApp(scheduler: Scheduler, opts: ServerOptions): Hono {
       object: "text_completion",
       end: { text: "", logprobs: null },
       chunk: (text, tokens) => ({ text, logprobs: logprobs(tokens) }),
-      whole: (text, tokens, r) => ({ text, logprobs: logprobs(tokens), finish_reason: FINISH[r.finishReason as "stop"] }),
+      whole: (text, tokens, r) => ({ text, logprobs: logprobs(tokens), finish_reason: FINISH[r.finishReason] }),
     });
   });
 

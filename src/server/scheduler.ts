@@ -144,6 +144,7 @@ export function logprobs(logits: Float32Array, id: number, k: number): { logprob
 export class Scheduler {
   /** Positions one sequence may take: the model's cap, or without one its trained context. */
   readonly contextLength: number;
+  /** Slots: sequences decoded together. */
   readonly parallel: number;
   private readonly queueLimit: number;
   private readonly prefillChunk: number;
