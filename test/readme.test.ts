@@ -8,9 +8,12 @@
 //   model, and the data files (*.jsonl, wiki.test.raw, *.gguf, yours.safetensors) are small real files.
 //   Optional parts in [brackets] run included. Each line must exit 0. (`npx openelm` runs the installed bin.)
 // - ```ts and ```js blocks run as ES modules in Node in that project (TypeScript through esbuild).
+// - Hub ids (org/name) resolve through a mock hub on 127.0.0.1 (HF_ENDPOINT) serving the demo model, into a
+//   cache in the scratch project (HF_HUB_CACHE); the sh lines run in order, so a later one finds what an
+//   earlier one downloaded.
 // - What cannot run is listed in NOT_RUN with the reason; a listed line that leaves the README fails here.
 // The API reference (TypeDoc over the TSDoc comments) must build without a warning.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -18,6 +21,7 @@ import { transform } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT } from "./helpers/oracle.js";
 import { installedProject } from "./bundlers/project.js";
+import { MockHub } from "./helpers/mock-hub.js";
 
 interface Block {
   lang: string;
@@ -59,21 +63,33 @@ const HELLASWAG = [
   { activity_label: "Running", ctx_a: "A man ties his shoes.", ctx_b: "he", endings: ["runs down the road.", "eats the shoes.", "paints the road.", "flies away."], label: 0 },
 ];
 
-let scratch = "";
+let scratch = "", hub: MockHub | undefined;
+/** The hub the README's ids resolve through (set up in beforeAll). */
+const hubEnv = () => ({ HF_ENDPOINT: hub!.url, HF_HUB_CACHE: join(scratch, "hf-cache"), HF_HUB_OFFLINE: "", HF_TOKEN: "" });
 const outputs = new Map<string, string>();
 
 // npx would run node_modules/.bin/openelm; this does so without npx's second of start-up per line
 // (test/package.test.ts runs the real npx).
 const NPX = 'npx() { if [ "$1" = openelm ]; then shift; node node_modules/.bin/openelm "$@"; else command npx "$@"; fi; }';
 
-/** bash in the scratch project, with Deno and Bun (this repository's dev dependencies) on the PATH. */
-const bash = (command: string) =>
-  spawnSync("bash", ["-c", `${NPX}\n${command}`], {
-    cwd: scratch, encoding: "utf8", input: "What is a llama?\n", timeout: 120_000,
-    env: { ...process.env, PATH: `${join(ROOT, "node_modules/.bin")}:${process.env.PATH}` },
+/** Run a program in the scratch project (not blocking: the mock hub answers from this process). */
+function run(cmd: string, args: string[], input = ""): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    const p = spawn(cmd, args, { cwd: scratch, timeout: 120_000, env: { ...process.env, ...hubEnv(), PATH: `${join(ROOT, "node_modules/.bin")}:${process.env.PATH}` } });
+    let stdout = "", stderr = "";
+    p.stdout.on("data", (d) => (stdout += d));
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("close", (status) => done({ status, stdout, stderr }));
+    p.stdin.end(input);
   });
+}
 
-beforeAll(() => {
+/** bash in the scratch project, with Deno and Bun (this repository's dev dependencies) on the PATH. */
+const bash = (command: string) => run("bash", ["-c", `${NPX}\n${command}`], "What is a llama?\n");
+
+beforeAll(async () => {
+  const demo = (name: string) => new Uint8Array(readFileSync(join(ROOT, "ref/oracle/elm-tiny-32k", name)));
+  hub = await new MockHub({ "apple/OpenELM-270M-Instruct": { revisions: { main: { "config.json": demo("config.json"), "model.safetensors": demo("model.safetensors") } } } }).start();
   const project = installedProject();
   scratch = mkdtempSync(join(tmpdir(), "openelm-readme-"));
   writeFileSync(join(scratch, "package.json"), JSON.stringify({ name: "readme", private: true, type: "module" }));
@@ -90,12 +106,15 @@ beforeAll(() => {
     if (file) writeFileSync(join(scratch, file), b.code);
   }
   for (const setup of [`npx openelm convert --model ${DEMO} --out OpenELM-270M-Instruct-Q4_K_M.gguf --type q4_k_m`, `npx openelm trace --model ${DEMO} --ids 1,5,9 --out yours.safetensors --taps "layers.*.q_rope,logits"`]) {
-    const r = bash(setup);
+    const r = await bash(setup);
     expect(r.status, `${setup}: ${r.stderr}`).toBe(0);
   }
 }, 300_000);
 
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+afterAll(async () => {
+  await hub?.close();
+  rmSync(scratch, { recursive: true, force: true });
+});
 
 describe("README.md", () => {
   it("has the blocks this test expects: sh lines, modules, and files it names", () => {
@@ -110,19 +129,19 @@ describe("README.md", () => {
     expect(b.code).toBe(readFileSync(join(ROOT, path), "utf8"));
   });
 
-  it.each(shLines.filter((l) => !(l.line in NOT_RUN)).map((l) => [l.line] as const))("$ %s", (line) => {
+  it.each(shLines.filter((l) => !(l.line in NOT_RUN)).map((l) => [l.line] as const))("$ %s", async (line) => {
     const command = line.replace(/\s\[(--[^\]]+)\]/g, " $1");
-    const r = bash(command);
+    const r = await bash(command);
     expect(r.status, `${command}\n${r.stderr}`).toBe(0);
     outputs.set(line, r.stdout);
   });
 
-  it("app.mjs gives the same text in Node, Deno and Bun, and in Deno through npm: specifiers", () => {
+  it("app.mjs gives the same text in Node, Deno and Bun, and in Deno through npm: specifiers", async () => {
     const hosts = ["node app.mjs", "deno run --allow-read app.mjs", "bun app.mjs"].map((cmd) => [...outputs].find(([line]) => line.startsWith(cmd))?.[1]);
     expect(hosts[0]!.length).toBeGreaterThan(10);
     expect(hosts).toEqual([hosts[0], hosts[0], hosts[0]]);
     writeFileSync(join(scratch, "npm-app.mjs"), readFileSync(join(scratch, "app.mjs"), "utf8").replaceAll('from "openelm', 'from "npm:openelm'));
-    const r = bash("deno run --allow-read npm-app.mjs");
+    const r = await bash("deno run --allow-read npm-app.mjs");
     expect(r.stderr).toBe("");
     expect(r.stdout).toBe(hosts[0]);
   });
@@ -130,7 +149,7 @@ describe("README.md", () => {
   it.each(modules.map((b) => [b.lang, b.line, b] as const))("the %s block at line %i runs in Node", async (_lang, _line, b) => {
     const file = join(scratch, `block-${b.line}.mjs`);
     writeFileSync(file, b.lang === "ts" ? (await transform(b.code, { loader: "ts", format: "esm" })).code : b.code);
-    const r = spawnSync(process.execPath, [file], { cwd: scratch, encoding: "utf8", timeout: 120_000 });
+    const r = await run(process.execPath, [file]);
     expect(r.status, r.stderr).toBe(0);
   });
 });
