@@ -225,6 +225,23 @@ describe("cancellation and load", () => {
   });
 });
 
+describe("the scheduler", () => {
+  it("a job whose receiver throws fails alone; the job beside it gives its greedy ids", async () => {
+    const scheduler = new Scheduler(model, tokenizer, { parallel: 2 });
+    const ids = generator.encode("Side by side"), want = await greedy(ids, 10);
+    const got: number[] = [];
+    const [bad, good] = await Promise.allSettled([
+      scheduler.submit({ ids, maxTokens: 10, sampling: {}, stop: [], onToken: () => { throw new Error("receiver gone"); } }),
+      scheduler.submit({ ids, maxTokens: 10, sampling: {}, stop: [], onToken: (t) => got.push(t.id) }),
+    ]);
+    expect(bad).toMatchObject({ status: "rejected", reason: { message: "receiver gone" } });
+    expect(good).toMatchObject({ status: "fulfilled", value: { finishReason: "length", completionTokens: 10 } });
+    expect(got).toEqual(want.ids);
+    expect(scheduler.stats).toMatchObject({ busy: 0, queued: 0 });
+    scheduler.close();
+  });
+});
+
 describe("errors in OpenAI's shape", () => {
   const expectError = async (p: Promise<unknown>, cls: new (...a: never[]) => Error, status: number, fields: { code?: string | null; param?: string | null }) => {
     const e = (await p.then(() => undefined, (e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;

@@ -264,7 +264,12 @@ export class Scheduler {
         s.fed += pieces[i]!.length;
         if (s.fed < s.job.ids.length) return; // more of the prompt to come: these logits are not needed
       }
-      this.emit(s, logits[i]!);
+      try {
+        this.emit(s, logits[i]!);
+      } catch (e) {
+        // a receiver that throws ends its own job, not the others'
+        if (this.slots.includes(s)) this.release(s).fail(e);
+      }
     });
   }
 
