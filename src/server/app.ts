@@ -137,8 +137,8 @@ export function openaiApp(scheduler: Scheduler, opts: ServerOptions): Hono {
   /** Run a request through the scheduler and answer in one JSON body or as server-sent events. */
   function run(c: Context, req: RequestOptions, ids: number[], shape: Shape): Response | Promise<Response> {
     // a client that goes away cancels its job: the request's signal (Node adapter) or the stream's cancel
-    const abort = new AbortController();
-    c.req.raw.signal.addEventListener("abort", () => abort.abort(), { once: true });
+    const abort = new AbortController(), onAbort = () => abort.abort();
+    c.req.raw.signal.addEventListener("abort", onAbort, { once: true });
     const usage = (r: JobResult) => ({ prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens });
     const object = req.stream && shape.object === "chat.completion" ? "chat.completion.chunk" : shape.object;
     const envelope = (choices: object[], extra: object = {}) => ({ id: shape.id, object, created: Math.floor(Date.now() / 1000), model: opts.modelId, system_fingerprint: null, choices, ...extra });
@@ -147,11 +147,17 @@ export function openaiApp(scheduler: Scheduler, opts: ServerOptions): Hono {
     let send: (data: string) => void = () => {};
     const submit = (onToken: (t: TokenEvent) => void) => {
       try {
-        return scheduler.submit({
+        const job = scheduler.submit({
           ids, maxTokens: req.maxTokens, stop: req.stop, logprobs: req.logprobs, signal: abort.signal, onToken,
           sampling: { temperature: req.temperature, topP: req.topP, frequencyPenalty: req.frequencyPenalty, presencePenalty: req.presencePenalty, seed: req.seed },
         });
+        // Node's Request keeps its signal (and so its listeners) alive after the request: let go of the job's
+        // whole stream when it ends (measured: 22 KB per request otherwise)
+        const detach = () => c.req.raw.signal.removeEventListener("abort", onAbort);
+        job.then(detach, detach);
+        return job;
       } catch (e) {
+        c.req.raw.signal.removeEventListener("abort", onAbort);
         if (e instanceof ContextError) throw new ApiError(400, `${e.message}: shorten the prompt`, shape.object === "chat.completion" ? "messages" : "prompt", "context_length_exceeded");
         if (e instanceof QueueFullError) throw new ApiError(503, `the server is busy: ${e.message}; retry later`, null, "server_busy");
         if (e instanceof RangeError) throw new ApiError(400, e.message, shape.object === "chat.completion" ? "messages" : "prompt");
