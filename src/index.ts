@@ -37,4 +37,3 @@ export { blobSource, fileListFiles, directoryFiles } from "./web/local.js";
 export { listModelCache, clearModelCache, type CachedFile } from "./web/cache.js";
 export { openModel, type ModelLocation } from "./web/open.js";
 export { parseHubId, hubModelUrl, hubFileUrl, chooseGGUF, HubError, HUB_ENDPOINT, type HubId, type HubUrlOptions } from "./web/hub.js";
-export { openaiApp, Scheduler, QueueFullError, ApiError, parseChatRequest, parseCompletionRequest, type ServerOptions, type SchedulerOptions, type SchedulerStats, type Job, type JobResult, type TokenEvent, type TokenLogprob, type ChatRequest, type CompletionRequest, type RequestOptions } from "./server/index.js";

@@ -60,27 +60,32 @@ describe("installed in an empty project", () => {
     expect(r.stdout.trim()).toBe(`openelm ${(JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version}`);
   });
 
-  it("import('openelm') and import('openelm/node') load the demo model and decode as the repository does", () => {
+  it("import('openelm'), import('openelm/node') and import('openelm/server') load the demo model and decode as the repository does", () => {
     const script = join(project.dir, "decode.mjs");
     writeFileSync(script, `
       import { decode, TextGenerator } from "openelm";
       import { loadModelFromFolder, loadTokenizerFromFolder } from "openelm/node";
+      import { openaiApp, Scheduler } from "openelm/server";
       import { fileURLToPath } from "node:url";
       const dir = fileURLToPath(new URL("./node_modules/openelm/ref/oracle/elm-tiny-32k", import.meta.url));
       const model = await loadModelFromFolder(dir, { threads: 2 }), tokenizer = await loadTokenizerFromFolder(dir);
       const ids = [...decode(model, model.newCache(), tokenizer.encode("Once upon a time"), { maxNewTokens: 8 })];
       const text = (await new TextGenerator(model, tokenizer).complete("Once upon a time", { maxNewTokens: 8 })).text;
       const resolved = ["openelm/tokenizer.json", "openelm/chat-template.json"].map((s) => import.meta.resolve(s));
-      console.log(JSON.stringify({ ids, text, kernels: model.kernels.name, resolved }));
+      const scheduler = new Scheduler(model, tokenizer), app = openaiApp(scheduler, { modelId: "demo" });
+      const models = await (await app.request("/v1/models")).json();
+      console.log(JSON.stringify({ ids, text, kernels: model.kernels.name, resolved, models: models.data.map((m) => m.id) }));
+      scheduler.close();
       await model.close();
     `);
     const r = run(process.execPath, [script], project.dir);
     expect(r.stderr).toBe("");
-    const out = JSON.parse(r.stdout) as { ids: number[]; text: string; kernels: string; resolved: string[] };
+    const out = JSON.parse(r.stdout) as { ids: number[]; text: string; kernels: string; resolved: string[]; models: string[] };
     const repo = JSON.parse(repoCli("generate", "--prompt", "Once upon a time", "--max-new-tokens", "8", "--temperature", "0", "--threads", "2", "--json").stdout);
     expect(out.ids).toEqual(repo.ids);
     expect(out.text).toBe(repo.text);
     expect(out.kernels).toBe("wasm-relaxed-shared ×2 threads");
+    expect(out.models).toEqual(["demo"]); // openelm/server answers
     for (const url of out.resolved) expect(existsSync(new URL(url)), url).toBe(true);
   });
 

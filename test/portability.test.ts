@@ -54,15 +54,20 @@ it("a load that fails part way (a NaN in the weights) terminates the worker thre
   expect(workers[0]!.threadId).toBe(-1); // terminated
 });
 
+it("the core entry does not pull in the server (and with it Hono): that is openelm/server", () => {
+  expect(readFileSync(join(ROOT, "src/index.ts"), "utf8")).not.toMatch(/\.\/server\//);
+});
+
 it("src/ outside src/node/ imports no Node built-ins and no Node globals", () => {
   const files = sources(join(ROOT, "src"));
   expect(files.length).toBeGreaterThan(10);
   for (const f of files) {
     const text = readFileSync(f, "utf8");
-    const imports = [...text.matchAll(/from\s+"([^"]+)"/g)].map((m) => m[1]!);
-    // the demo page imports the package by its name, as an app does
-    const page = relative(ROOT, f).startsWith("src/web/demo/");
-    for (const spec of imports) expect(spec.startsWith(".") || spec.startsWith("@huggingface/") || (page && spec === "openelm"), `${relative(ROOT, f)} imports ${spec}`).toBe(true);
+    const imports = [...text.matchAll(/^(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"/gm)].map((m) => m[1]!);
+    // the demo page imports the package by its name, as an app does; the server (openelm/server) is built on Hono
+    const page = relative(ROOT, f).startsWith("src/web/demo/"), server = relative(ROOT, f).startsWith("src/server/");
+    const allowed = (spec: string) => spec.startsWith(".") || spec.startsWith("@huggingface/") || (page && spec === "openelm") || (server && /^hono(\/|$)/.test(spec));
+    for (const spec of imports) expect(allowed(spec), `${relative(ROOT, f)} imports ${spec}`).toBe(true);
     expect(/(?<![.\w])(process\.|Buffer[.(]|require\(|__dirname)/.test(text), `${relative(ROOT, f)} uses a Node global`).toBe(false);
   }
 });
