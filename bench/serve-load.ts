@@ -123,11 +123,12 @@ const rss = () => Number(spawnSync("ps", ["-o", "rss=", "-p", String(server.pid)
 
 if (soakSeconds > 0) {
   // 8 clients, mixed requests (chat or text, streamed or not, 4 to 48 tokens), a fifth of them aborted
-  const end = performance.now() + soakSeconds * 1000, samples: [number, number][] = [];
+  const start = performance.now(), end = start + soakSeconds * 1000, samples: [number, number][] = [];
+  const sample = () => samples.push([Math.round((performance.now() - start) / 1000), rss()]);
   let done = 0, aborted = 0;
   const errors: string[] = [];
-  const sampler = setInterval(() => samples.push([Math.round((soakSeconds * 1000 - (end - performance.now())) / 1000), rss()]), 10_000);
-  samples.push([0, rss()]);
+  const sampler = setInterval(sample, 10_000);
+  sample();
   await Promise.all(Array.from({ length: 8 }, async () => {
     while (performance.now() < end) {
       const ac = new AbortController(), abort = random() < 0.2, maxTokens = 4 + Math.floor(random() * 45), prompt = promptIds(8 + Math.floor(random() * 120));
@@ -149,7 +150,7 @@ if (soakSeconds > 0) {
     }
   }));
   clearInterval(sampler);
-  samples.push([soakSeconds, rss()]);
+  sample(); // after the requests in flight at the end
   const health = await (await fetch(baseURL.replace(/\/v1$/, "/health"))).json();
   console.log(`\nsoak: ${soakSeconds} s, 8 clients: ${done} requests completed, ${aborted} aborted, ${errors.length} errors${errors.length ? ` (first: ${errors[0]})` : ""}; afterwards ${JSON.stringify(health)}`);
   console.log(`server RSS MiB over time (s: MiB): ${samples.map(([t, m]) => `${t}: ${f(m, 0)}`).join(", ")}`);
