@@ -49,6 +49,7 @@ const NOT_RUN: Record<string, string> = {
   'npm install && npx openelm generate --prompt "Once upon a time" --max-new-tokens 64': "the first command in a fresh clone: CI's clone builds on install, and test/package.test.ts runs openelm generate from the packed package",
   "npm ci && npm test": "the test suite itself (.ci/run)",
   "npx openelm web                                     # http://127.0.0.1:8080/ with the bundled demo model": "a server that runs until Ctrl-C: test/demo.test.ts and test/package.test.ts run it",
+  "npx openelm serve --model apple/OpenELM-270M-Instruct --parallel 4   # http://127.0.0.1:8080/v1 until Ctrl-C": "a server that runs until Ctrl-C: test/server.test.ts runs openelm serve --port 0",
   "npx openelm web --model OpenELM-270M-Instruct --port 8000 --host 0.0.0.0": "a server that runs until Ctrl-C, on a fixed port: test/demo.test.ts runs it with --model",
 };
 

@@ -40,7 +40,7 @@ export interface GenerateChunk {
 }
 
 /** Let timers and events run between tokens (so that an AbortSignal can fire), without a 4 ms timer clamp. */
-function nextTask(): Promise<void> {
+export function nextTask(): Promise<void> {
   const g = globalThis as { setImmediate?: (f: () => void) => void };
   if (g.setImmediate) return new Promise((r) => g.setImmediate!(r));
   const { port1, port2 } = new MessageChannel();
@@ -51,7 +51,7 @@ function nextTask(): Promise<void> {
 }
 
 /** Where generated text must end: before a stop string, and never in the middle of a possible one. */
-function stopSplit(text: string, stops: string[], final: boolean): { emit: number; stopped: boolean } {
+export function stopSplit(text: string, stops: string[], final: boolean): { emit: number; stopped: boolean } {
   let cut = -1;
   for (const s of stops) {
     const i = text.indexOf(s);

@@ -6,6 +6,7 @@
 import { ContextError, OpenELM, type KVCache } from "../model.js";
 import { Sampler, type SamplingOptions } from "../generation/sampler.js";
 import { TextStream, type Tokenizer } from "../tokenizer.js";
+import { nextTask, stopSplit } from "../generation/stream.js";
 
 /** A token and its log probability under the model (log-softmax of its logits). */
 export interface TokenLogprob {
@@ -94,31 +95,6 @@ interface Waiting {
   job: Job;
   done: (r: JobResult) => void;
   fail: (e: unknown) => void;
-}
-
-/** Let I/O and timers run between steps, without a 4 ms timer clamp (as TextGenerator does). */
-function nextTask(): Promise<void> {
-  const g = globalThis as { setImmediate?: (f: () => void) => void };
-  if (g.setImmediate) return new Promise((r) => g.setImmediate!(r));
-  const { port1, port2 } = new MessageChannel();
-  return new Promise((r) => {
-    port1.onmessage = () => (port1.close(), r());
-    port2.postMessage(0);
-  });
-}
-
-/** Where text may be cut: before a stop string, and never in the middle of a possible one (TextGenerator's rule). */
-function stopSplit(text: string, stops: string[], final: boolean): { emit: number; stopped: boolean } {
-  let cut = -1;
-  for (const s of stops) {
-    const i = text.indexOf(s);
-    if (i >= 0 && (cut < 0 || i < cut)) cut = i;
-  }
-  if (cut >= 0) return { emit: cut, stopped: true };
-  if (final) return { emit: text.length, stopped: false };
-  let hold = 0;
-  for (const s of stops) for (let n = Math.min(s.length - 1, text.length); n > hold; n--) if (s.startsWith(text.slice(-n))) hold = n;
-  return { emit: text.length - hold, stopped: false };
 }
 
 /** Log-softmax of `logits` at `id`, and the `k` most likely tokens (ties: lower id first). */
