@@ -6,14 +6,11 @@
 // openelm's bf16 row loads the f16 file as bf16 and is compared with llama.cpp's f16, which has no
 // faster 16-bit path on CPUs without native bf16 arithmetic.
 import { spawnSync } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
-import { once } from "node:events";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { PRESETS, ggufFile, parseConfig, randomCheckpoint, WEIGHT_TYPES, type WeightType } from "openelm";
-import { bundledTokenizer } from "openelm/node";
+import { PRESETS, WEIGHT_TYPES, type WeightType } from "openelm";
+import { randomGGUF } from "./random-gguf.js";
 
 const { values } = parseArgs({
   options: {
@@ -29,25 +26,7 @@ const { values } = parseArgs({
 const types = values.types!.split(",") as WeightType[], rounds = Number(values.rounds), threads = values.threads!;
 for (const t of types) if (!WEIGHT_TYPES.includes(t)) throw new Error(`--types: "${t}" is not one of ${WEIGHT_TYPES.join(", ")}`);
 if (!PRESETS[values.shape!]) throw new Error(`--shape: "${values.shape}" is not one of ${Object.keys(PRESETS).join(", ")}`);
-const config = parseConfig(PRESETS[values.shape!]!);
 const RUN = fileURLToPath(new URL("./peer-run.js", import.meta.url));
-const CACHE = join(tmpdir(), "openelm-bench-peers");
-
-/** The file both engines read for a type (openelm's bf16 reads the f16 file), written once and kept in the temp folder. */
-async function ggufFor(type: WeightType): Promise<string> {
-  const fileType = type === "bf16" ? "f16" : type, path = join(CACHE, `${values.shape}-${fileType}.gguf`);
-  if (existsSync(path)) return path;
-  mkdirSync(CACHE, { recursive: true });
-  process.stderr.write(`writing ${path} ... `);
-  const out = createWriteStream(`${path}.part`);
-  for await (const chunk of ggufFile(config, randomCheckpoint(config), { type: fileType, tokenizer: (await bundledTokenizer()) as Record<string, unknown>, name: `OpenELM-${values.shape} (random weights)` }))
-    if (!out.write(chunk)) await once(out, "drain");
-  out.end();
-  await once(out, "finish");
-  renameSync(`${path}.part`, path);
-  process.stderr.write("done\n");
-  return path;
-}
 
 type Speed = { prefill_tok_s: number; decode_tok_s: number; peak_rss_mb: number; weight_bytes_per_token?: number };
 function measure(engine: "openelm" | "llama.cpp", file: string, type: WeightType): Speed {
@@ -58,7 +37,8 @@ function measure(engine: "openelm" | "llama.cpp", file: string, type: WeightType
 }
 
 const files = new Map<WeightType, string>();
-for (const t of types) files.set(t, await ggufFor(t));
+// openelm's bf16 reads the f16 file
+for (const t of types) files.set(t, await randomGGUF(values.shape!, t === "bf16" ? "f16" : t));
 const runs = new Map<string, Speed[]>();
 for (let r = 0; r < rounds; r++) {
   // alternate which engine goes first, so that neither always runs on a machine the other has warmed

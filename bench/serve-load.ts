@@ -8,16 +8,13 @@
 // others; --rounds N repeats the levels in turn (medians), so that drift falls on all of them alike.
 // Every phase has a fixed number of requests (or a fixed time), so the run stops by itself.
 import { spawn, spawnSync } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, renameSync } from "node:fs";
 import { once } from "node:events";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import OpenAI from "openai";
-import { PRESETS, ggufFile, parseConfig, randomCheckpoint, seededRandom } from "openelm";
-import { bundledTokenizer } from "openelm/node";
+import { seededRandom } from "openelm";
+import { randomGGUF } from "./random-gguf.js";
 
 const { values } = parseArgs({
   options: {
@@ -32,23 +29,7 @@ const { values } = parseArgs({
 const tokens = Number(values.tokens), soakSeconds = Number(values.soak), rounds = Number(values.rounds);
 const CLI = fileURLToPath(new URL("../node/cli.js", import.meta.url));
 
-/** The 270M-shape model as an F16 GGUF file in the temp folder (written once; the server loads it as BF16). */
-async function modelFile(): Promise<string> {
-  const dir = join(tmpdir(), "openelm-bench-peers"), path = join(dir, "270M-f16.gguf");
-  if (existsSync(path)) return path;
-  mkdirSync(dir, { recursive: true });
-  process.stderr.write(`writing ${path} ... `);
-  const config = parseConfig(PRESETS["270M"]!), out = createWriteStream(`${path}.part`);
-  for await (const chunk of ggufFile(config, randomCheckpoint(config), { type: "f16", tokenizer: (await bundledTokenizer()) as Record<string, unknown>, name: "OpenELM-270M (random weights)" }))
-    if (!out.write(chunk)) await once(out, "drain");
-  out.end();
-  await once(out, "finish");
-  renameSync(`${path}.part`, path);
-  process.stderr.write("done\n");
-  return path;
-}
-
-const server = spawn(process.execPath, [CLI, "serve", "--model", await modelFile(), "--dtype", "bf16", "--threads", values.threads!, "--parallel", values.parallel!,
+const server = spawn(process.execPath, [CLI, "serve", "--model", await randomGGUF("270M", "f16"), "--dtype", "bf16", "--threads", values.threads!, "--parallel", values.parallel!,
   "--prefill-chunk", values["prefill-chunk"]!, "--port", "0", "--name", "m"], { stdio: ["ignore", "pipe", "inherit"] });
 const line = await new Promise<string>((ok, fail) => {
   createInterface({ input: server.stdout! }).once("line", ok);
