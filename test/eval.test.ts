@@ -314,6 +314,6 @@ describe("command line", () => {
     expect(q8.ppl).toBeCloseTo(plain.ppl, 3);
     expect(q8.kl.mean).toBeGreaterThan(0);
     expect(run("--kl-base", model).kl.max).toBe(0); // the folder against itself
-    expect(cli("perplexity", "--model", model, "--file", file, "--kl-base", "q9").stderr).toMatch(/--kl-base: "q9" is neither a storage type \(f32, .*\) nor a model folder or .gguf file/);
+    expect(cli("perplexity", "--model", model, "--file", file, "--kl-base", "q9").stderr).toMatch(/--kl-base: "q9" is neither a storage type \(f32, .*\) nor a model folder, .gguf file or hub id/);
   });
 });

@@ -269,14 +269,17 @@ describe("the Hugging Face cache", () => {
 
 describe("openelm web --model org/name", () => {
   it("serves the hub model's snapshot to the page, labelled by its id", async () => {
+    // a hub of its own, whose connections end with it: the keep-alive sockets of this process's fetch stay the shared hub's
+    const own = await new MockHub({ "apple/OpenELM-tiny": { revisions: { main: TINY } } }).start();
     const env = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_HUB_CACHE: process.env.HF_HUB_CACHE, HF_HUB_OFFLINE: process.env.HF_HUB_OFFLINE };
-    Object.assign(process.env, { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache(), HF_HUB_OFFLINE: "" });
+    Object.assign(process.env, { HF_ENDPOINT: own.url, HF_HUB_CACHE: cache(), HF_HUB_OFFLINE: "" });
     try {
       const app = await webApp("apple/OpenELM-tiny");
       expect(await (await app.request("/models.json")).json()).toContainEqual({ url: "models/local/", label: "--model OpenELM-tiny", default: true });
       expect(new Uint8Array(await (await app.request("/models/local/model.safetensors")).arrayBuffer())).toEqual(WEIGHTS);
     } finally {
       for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+      await own.close();
     }
   });
 });
