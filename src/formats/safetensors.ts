@@ -110,7 +110,7 @@ export async function readHeader(src: ByteSource): Promise<TensorEntry[]> {
 }
 
 /** The shard names of model.safetensors.index.json ({weight_map: {tensor: file}}), each checked to stay in the folder. */
-function readIndex(text: string): Map<string, string> {
+export function readIndex(text: string): Map<string, string> {
   const file = "model.safetensors.index.json";
   const index = asSafetensorsError(() => parseJsonObject(text, file, { uniqueKeys: true }));
   const map = index.weight_map;

@@ -15,8 +15,7 @@ import { dirname, join, relative, sep } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Readable, Transform } from "node:stream";
 import { HubApiError, getHFHubCachePath, getRepoFolderName, listFiles, modelInfo } from "@huggingface/hub";
-import { unsafeName } from "../files.js";
-import { parseJsonObject } from "../formats/json.js";
+import { readIndex } from "../formats/safetensors.js";
 import { COMMIT, HubError, chooseGGUF, checkTree, hubEndpoint, hubIdText, httpError, isGGUFId, parseHubId, resolveUrl, type HubId, type TreeEntry } from "../web/hub.js";
 
 /** Byte progress of one file being downloaded into the cache. */
@@ -157,14 +156,10 @@ async function hubCall<T>(h: HubId, s: Settings, what: string, call: () => Promi
 async function shards(h: HubId, snapshot: string, files: Map<string, TreeEntry>, get: (path: string) => Promise<void>): Promise<string[]> {
   if (!files.has(INDEX)) throw new HubError(`${hubIdText(h)} has neither model.safetensors nor ${INDEX}`);
   await get(INDEX);
-  const map = parseJsonObject(await readFile(join(snapshot, INDEX), "utf8"), `${hubIdText(h)}/${INDEX}`)["weight_map"];
-  if (typeof map !== "object" || map === null) throw new HubError(`${hubIdText(h)}/${INDEX} has no weight_map`);
-  const names = [...new Set(Object.values(map))];
-  for (const n of names) {
-    if (typeof n !== "string" || unsafeName(n)) throw new HubError(`${hubIdText(h)}/${INDEX} names the shard ${JSON.stringify(n)}, not a file of the folder: refused`);
-    if (!files.has(n)) throw new HubError(`${hubIdText(h)}/${INDEX} names the shard ${n}, which the repository does not have`);
-  }
-  return [INDEX, ...(names as string[])];
+  // the loader's own reader of the index: the same checks of every shard name
+  const names = [...new Set(readIndex(await readFile(join(snapshot, INDEX), "utf8")).values())];
+  for (const n of names) if (!files.has(n)) throw new HubError(`${hubIdText(h)}/${INDEX} names the shard ${n}, which the repository does not have`);
+  return [INDEX, ...names];
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -278,10 +273,7 @@ async function fromCache(h: HubId, folder: string, why: string): Promise<string>
   const need = ["config.json"];
   if (!files.includes("model.safetensors")) {
     if (!files.includes(INDEX)) need.push("model.safetensors");
-    else {
-      const map = parseJsonObject(await readFile(join(snapshot, INDEX), "utf8"), join(snapshot, INDEX))["weight_map"];
-      need.push(...new Set(Object.values(typeof map === "object" && map !== null ? map : {}).map(String)));
-    }
+    else need.push(...new Set(readIndex(await readFile(join(snapshot, INDEX), "utf8")).values()));
   }
   const lacking = need.filter((f) => !files.includes(f));
   if (lacking.length) throw missing(lacking.join(", "));
