@@ -16,7 +16,7 @@ import { pipeline } from "node:stream/promises";
 import { Readable, Transform } from "node:stream";
 import { HubApiError, getHFHubCachePath, getRepoFolderName, listFiles, modelInfo } from "@huggingface/hub";
 import { readIndex } from "../formats/safetensors.js";
-import { COMMIT, HubError, chooseGGUF, checkTree, hubEndpoint, hubIdText, httpError, isGGUFId, parseHubId, resolveUrl, type HubId, type TreeEntry } from "../web/hub.js";
+import { COMMIT, HubError, chooseGGUF, checkTree, hubEndpoint, hubIdText, httpError, isGGUFId, parseHubId, hubResolveUrl, type HubId, type TreeEntry } from "../web/hub.js";
 
 /** Byte progress of one file being downloaded into the cache. */
 export interface HubDownloadProgress {
@@ -182,7 +182,7 @@ async function download(h: HubId, folder: string, commit: string, entry: TreeEnt
 
 /** blobs/{etag}, unless it is there: downloaded into {etag}.incomplete (resumed), checked, then renamed. */
 async function fetchBlob(h: HubId, blob: string, commit: string, entry: TreeEntry, s: Settings): Promise<void> {
-  const size = entry.lfs?.size ?? entry.size, url = resolveUrl({ ...h, revision: commit }, entry.path, s.endpoint);
+  const size = entry.lfs?.size ?? entry.size, url = hubResolveUrl({ ...h, revision: commit }, entry.path, s.endpoint);
   if ((await stat(blob).catch(() => undefined))?.size === size) return;
   await mkdir(dirname(blob), { recursive: true });
   for (let attempt = 1; ; attempt++) {

@@ -95,7 +95,7 @@ export function hubEndpoint(endpoint = HUB_ENDPOINT): string {
 }
 
 /** The URL of a file of a repository at a revision: `{endpoint}/{org}/{name}/resolve/{revision}/{path}`. */
-export function resolveUrl(h: HubId, path: string, endpoint?: string): string {
+export function hubResolveUrl(h: HubId, path: string, endpoint?: string): string {
   return `${hubEndpoint(endpoint)}/${h.repo}/resolve/${encodeURIComponent(h.revision)}/${path.split("/").map(encodeURIComponent).join("/")}`;
 }
 
@@ -106,7 +106,7 @@ export function resolveUrl(h: HubId, path: string, endpoint?: string): string {
 export function hubModelUrl(id: string, opts: { endpoint?: string } = {}): string {
   const h = parseHubId(id);
   if (isGGUFId(h)) throw new HubError(`${id} names a .gguf file by its quantization: its URL needs a look at the repository, use await hubFileUrl(id)`);
-  return resolveUrl(h, "", opts.endpoint);
+  return hubResolveUrl(h, "", opts.endpoint);
 }
 
 /** One entry of the hub's tree listing (GET /api/models/{repo}/tree/{revision}). */
@@ -148,7 +148,7 @@ export function httpError(status: number, what: string, h: HubId, endpoint: stri
  */
 export async function hubFileUrl(id: string, opts: HubUrlOptions = {}): Promise<string> {
   const h = parseHubId(id), endpoint = hubEndpoint(opts.endpoint);
-  if (!isGGUFId(h)) return resolveUrl(h, "", endpoint);
+  if (!isGGUFId(h)) return hubResolveUrl(h, "", endpoint);
   const paths: string[] = [];
   for (let url: string | undefined = `${endpoint}/api/models/${h.repo}/tree/${encodeURIComponent(h.revision)}?recursive=true`; url; ) {
     const r: Response = await (opts.fetch ?? globalThis.fetch)(url, { signal: opts.signal, headers: opts.token ? { Authorization: `Bearer ${opts.token}` } : {} });
@@ -156,5 +156,5 @@ export async function hubFileUrl(id: string, opts: HubUrlOptions = {}): Promise<
     paths.push(...checkTree(parseJson(await r.text(), url), url).filter((e) => e.type === "file").map((e) => e.path));
     url = /<([^>]+)>;\s*rel="next"/.exec(r.headers.get("link") ?? "")?.[1];
   }
-  return resolveUrl(h, chooseGGUF(h, paths), endpoint);
+  return hubResolveUrl(h, chooseGGUF(h, paths), endpoint);
 }
