@@ -1,5 +1,5 @@
 // The kernels that touch each element a few times: norms, rotary embedding, activations, residual adds.
-import { F32, BF16, madd, hsum, widen4, widen1, exp4, BF16Bits, F16Bits } from "./simd";
+import { F32, BF16, madd, hsum, widen4, widen1, weightMask, exp4, F16_SCALE, BF16Bits, F16Bits } from "./simd";
 
 /** Per row of `dim`: out = x / sqrt(mean(x²) + eps) * weight. */
 export function rmsNorm(out: usize, x: usize, weight: usize, rows: i32, dim: i32, eps: f32): void {
@@ -106,8 +106,8 @@ export function add(out: usize, x: usize, n: i32): void {
 }
 
 function widenAs<W>(out: usize, src: usize, n: i32): void {
-  const n4 = n & ~3, b = <usize>sizeof<W>();
-  for (let i = 0; i < n4; i += 4) v128.store(out + <usize>i * 4, widen4<W>(src + <usize>i * b));
+  const n4 = n & ~3, b = <usize>sizeof<W>(), mask = weightMask<W>(), scale = f32x4.splat(isSigned<W>() ? F16_SCALE : 1);
+  for (let i = 0; i < n4; i += 4) v128.store(out + <usize>i * 4, f32x4.mul(widen4<W>(src + <usize>i * b, mask), scale));
   for (let i = n4; i < n; i++) store<f32>(out + <usize>i * 4, widen1<W>(src + <usize>i * b));
 }
 

@@ -1,41 +1,49 @@
 // Matrix products out = x · Wᵀ with W [n × k] stored as f32, f16 or bf16 (the Hugging Face layout:
 // one row per output). Each call computes the output columns j0..j1, so threads can split the rows of W.
 import { Q8_0, matmulQ } from "./quant";
-import { F32, F16, BF16, madd, hsum, widen4, widen1, pairLo, pairHi, BF16Bits, F16Bits } from "./simd";
+import { F32, F16, BF16, madd, hsum, widen4, widen1, weightMask, pairLo, pairHi, BF16Bits, F16Bits } from "./simd";
 
-// Prefill, m > 1: blocks of 4 rows of x × 2 rows of W, eight accumulators in registers. The two weight
-// rows stay in L1 while all of x streams past them from L2, so W is read from memory once per call.
-// Blocks at the edges repeat their last row and store only the real ones.
-function matmulBlocked<W>(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32, j0: i32, j1: i32): void {
-  const wb = <usize>sizeof<W>(), k4 = k & ~3, rowX = <usize>k * 4;
+// m > 1 (prefill, and the server's batched decoding): tiles of 4 rows of x × 2 rows of W, eight
+// accumulators in registers. x comes packed by packRows, so each step reads the 4 rows' values from one
+// pointer at fixed offsets (no address arithmetic per row). The two weight rows stay in L1 while all of
+// x streams past them, so W is read once per call. Blocks at the edges repeat their last row (packRows
+// did) and store only the real ones.
+function matmulBlocked<W>(out: usize, xp: usize, w: usize, m: i32, n: i32, k: i32, j0: i32, j1: i32): void {
+  const wb = <usize>sizeof<W>(), k4 = k & ~3, tail = <usize>(k - k4) * 4, block = <usize>k * 16;
+  const mask = weightMask<W>(), scale: f32 = isSigned<W>() ? F16_HALF : 1;
   for (let j = j0; j < j1; j += 2) {
     const wa = w + <usize>j * k * wb, wc = w + <usize>min(j + 1, j1 - 1) * k * wb;
+    // the next pair of rows, read a byte per step while this pair is multiplied, so that it is in cache
+    // when its turn comes (wasm has no prefetch; measured: m = 4 from memory 22% faster). After the
+    // last pair the touches go to x instead (16·k bytes a block, at least the 2·k·wb they cover).
+    const next = j + 3 < j1 ? wc + <usize>k * wb : xp;
     for (let i = 0; i < m; i += 4) {
-      const x0 = x + <usize>i * rowX, x1 = x + <usize>min(i + 1, m - 1) * rowX;
-      const x2 = x + <usize>min(i + 2, m - 1) * rowX, x3 = x + <usize>min(i + 3, m - 1) * rowX;
+      let px = xp + <usize>(i >> 2) * block, pa = wa, pc = wc, touch = next;
+      const end = px + <usize>k4 * 16;
       let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
       let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
-      for (let c = 0; c < k4; c += 4) {
-        const o = <usize>c * 4, ow = <usize>c * wb;
-        const va = widen4<W>(wa + ow), vc = widen4<W>(wc + ow);
-        let v = v128.load(x0 + o);
+      for (; px < end; px += 64) {
+        const va = widen4<W>(pa, mask), vc = widen4<W>(pc, mask);
+        let v = v128.load(px);
         a0 = madd(v, va, a0); c0 = madd(v, vc, c0);
-        v = v128.load(x1 + o);
+        v = v128.load(px, 16);
         a1 = madd(v, va, a1); c1 = madd(v, vc, c1);
-        v = v128.load(x2 + o);
+        v = v128.load(px, 32);
         a2 = madd(v, va, a2); c2 = madd(v, vc, c2);
-        v = v128.load(x3 + o);
+        v = v128.load(px, 48);
         a3 = madd(v, va, a3); c3 = madd(v, vc, c3);
+        load<u8>(touch);
+        pa += 4 * wb; pc += 4 * wb; touch += 8 * wb;
       }
-      let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
-      let t0 = hsum(c0), t1 = hsum(c1), t2 = hsum(c2), t3 = hsum(c3);
-      for (let c = k4; c < k; c++) {
-        const o = <usize>c * 4, ow = <usize>c * wb;
-        const fa = widen1<W>(wa + ow), fc = widen1<W>(wc + ow);
-        let f = load<f32>(x0 + o); s0 += f * fa; t0 += f * fc;
-        f = load<f32>(x1 + o); s1 += f * fa; t1 += f * fc;
-        f = load<f32>(x2 + o); s2 += f * fa; t2 += f * fc;
-        f = load<f32>(x3 + o); s3 += f * fa; t3 += f * fc;
+      let s0 = hsum(a0) * scale, s1 = hsum(a1) * scale, s2 = hsum(a2) * scale, s3 = hsum(a3) * scale;
+      let t0 = hsum(c0) * scale, t1 = hsum(c1) * scale, t2 = hsum(c2) * scale, t3 = hsum(c3) * scale;
+      // the k % 4 last columns, packed row after row and unscaled
+      for (let o: usize = 0; o < tail; o += 4) {
+        const fa = widen1<W>(pa + (o >> 2) * wb), fc = widen1<W>(pc + (o >> 2) * wb);
+        let f = load<f32>(px + o); s0 += f * fa; t0 += f * fc;
+        f = load<f32>(px + tail + o); s1 += f * fa; t1 += f * fc;
+        f = load<f32>(px + 2 * tail + o); s2 += f * fa; t2 += f * fc;
+        f = load<f32>(px + 3 * tail + o); s3 += f * fa; t3 += f * fc;
       }
       const two = j + 1 < j1;
       const o0 = out + (<usize>i * n + j) * 4, rowO = <usize>n * 4;
@@ -47,21 +55,39 @@ function matmulBlocked<W>(out: usize, x: usize, w: usize, m: i32, n: i32, k: i32
   }
 }
 
+/**
+ * x[m×k] in the order matmulBlocked reads it: rows in blocks of 4 (the last block repeats the last row),
+ * and in each block, for every 4 columns the 4 rows' 4 values side by side (64 bytes), × 2^56 for f16
+ * weights as in pairActivations; then the block's k % 4 last columns, row after row, as they are.
+ * 16·k bytes per block.
+ */
+export function packRows(out: usize, x: usize, m: i32, k: i32, dtype: i32): void {
+  const k4 = k & ~3, tail = <usize>(k - k4) * 4, rowX = <usize>k * 4, scale = f32x4.splat(dtype == F16 ? F16_HALF : 1);
+  for (let i = 0; i < m; i += 4) {
+    const block = out + <usize>(i >> 2) * rowX * 4;
+    for (let r = 0; r < 4; r++) {
+      const src = x + <usize>min(i + r, m - 1) * rowX;
+      for (let c = 0; c < k4; c += 4) v128.store(block + <usize>c * 16 + <usize>r * 16, f32x4.mul(v128.load(src + <usize>c * 4), scale));
+      memory.copy(block + <usize>k4 * 16 + <usize>r * tail, src + <usize>k4 * 4, tail);
+    }
+  }
+}
+
 // Decode, m = 1: bound by reading W. One weight row at a time, sixteen weights per step, so the reads
 // form a single sequential stream (measured here: the prefetchers sustain more for one stream than
 // for four rows read side by side). Each v128 of weights is loaded once (see pairLo/pairHi); for 16-bit
 // weights x comes in the matching order, prepared once per product by pairActivations.
 function matvec<W>(out: usize, x: usize, w: usize, k: i32, j0: i32, j1: i32): void {
-  const wb = <usize>sizeof<W>(), k16 = k & ~15, xEnd = x + <usize>k16 * 4;
+  const wb = <usize>sizeof<W>(), k16 = k & ~15, xEnd = x + <usize>k16 * 4, mask = weightMask<W>();
   for (let j = j0; j < j1; j++) {
     let p = w + <usize>j * k * wb;
     let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
     for (let px = x; px < xEnd; px += 64) {
       const r = v128.load(p), q = p + 8 * wb, s = v128.load(q);
-      a0 = madd(v128.load(px), pairLo<W>(p, r), a0);
-      a1 = madd(v128.load(px, 16), pairHi<W>(p, r), a1);
-      a2 = madd(v128.load(px, 32), pairLo<W>(q, s), a2);
-      a3 = madd(v128.load(px, 48), pairHi<W>(q, s), a3);
+      a0 = madd(v128.load(px), pairLo<W>(p, r, mask), a0);
+      a1 = madd(v128.load(px, 16), pairHi<W>(p, r, mask), a1);
+      a2 = madd(v128.load(px, 32), pairLo<W>(q, s, mask), a2);
+      a3 = madd(v128.load(px, 48), pairHi<W>(q, s, mask), a3);
       p += 16 * wb;
     }
     // f16: x came scaled by 2^56 and the weights by 2^-112; both scalings are exact
@@ -91,8 +117,8 @@ export function pairActivations(out: usize, x: usize, k: i32, dtype: i32): void 
 }
 
 /**
- * out[m×n] = x[m×k] · W[n×k]ᵀ for output columns j0..j1; for quantized W, x is quantizeRows' output, and
- * for 16-bit W and m = 1 pairActivations' output.
+ * out[m×n] = x[m×k] · W[n×k]ᵀ for output columns j0..j1; for quantized W, x is quantizeRows' output; for
+ * float W, packRows' output when m > 1, and for 16-bit W and m = 1 pairActivations' output.
  */
 export function matmul(out: usize, x: usize, w: usize, dtype: i32, m: i32, n: i32, k: i32, j0: i32, j1: i32): void {
   if (dtype >= Q8_0) matmulQ(out, x, w, dtype, m, n, k, j0, j1);

@@ -5,7 +5,7 @@
 // quants are unsigned and below 128 (Q4_0, Q4_K, Q5_K, Q6_K) use relaxed SIMD's i8×i7 dot product where the
 // host has it; their offset (q − 8, q − 32, a block's min) is applied through the activations' block sums.
 // Q8_0's signed quants use widening multiplies (measured faster here than the sign trick into the i8×i7 dot).
-import { madd, hsum } from "./simd";
+import { madd, hsum, F16_SCALE } from "./simd";
 
 // Storage type codes after F32, F16, BF16 (src/dtype.ts DTYPE_CODE).
 export const Q8_0: i32 = 3;
@@ -24,7 +24,7 @@ export const Q5_K: i32 = 7;
 // @ts-ignore: decorator
 @inline function half(p: usize): f32 {
   const h = <u32>load<u16>(p);
-  return reinterpret<f32>(((h & 0x7fff) << 13) | ((h & 0x8000) << 16)) * 5.192296858534828e33; // 2^112
+  return reinterpret<f32>(((h & 0x7fff) << 13) | ((h & 0x8000) << 16)) * F16_SCALE;
 }
 
 /** x rounded to the nearest f16 value (x ≥ 0 and finite): llama.cpp keeps activation scales as f16. */
@@ -112,7 +112,7 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
   v = i32x4.replace_lane(v, 2, <i32>load<u16>(p + 2 * stride));
   v = i32x4.replace_lane(v, 3, <i32>load<u16>(p + 3 * stride));
   const bits = v128.or(i32x4.shl(v128.and(v, i32x4.splat(0x7fff)), 13), i32x4.shl(v128.and(v, i32x4.splat(0x8000)), 16));
-  return f32x4.mul(bits, f32x4.splat(5.192296858534828e33)); // 2^112
+  return f32x4.mul(bits, f32x4.splat(F16_SCALE));
 }
 
 /** [Σa, Σb, Σc, Σd] of four i32x4, as f32x4. */

@@ -29,41 +29,60 @@ export type F16Bits = i16;
   return i32x4.shl(v128.load16x4_u(p), 16);
 }
 
-// A 16-bit value in the top half of each 32-bit lane (low half zero) → f32: bf16 is already in place;
-// f16 moves exponent and mantissa down by 3 (an arithmetic shift, whose copies of the sign bit are then
-// cleared) and rescales by 2^112, which keeps the sign. Checkpoints with f16 infinities or NaNs are
-// rejected when loaded, so this needs no special case for them.
+/**
+ * i32x4.splat(bits), made so that V8 keeps it in a register: V8 rebuilds a SIMD constant at every use
+ * inside a loop (three instructions on x64) but not a value computed before the loop. memory.size() >> 30
+ * is 0 (memory stays below 2^30 pages), and neither Binaryen nor V8 folds it.
+ */
 // @ts-ignore: decorator
-@inline function top16<W>(v: v128): v128 {
+@inline export function loopInvariant(bits: i32): v128 {
+  return i32x4.splat(bits | (memory.size() >> 30));
+}
+
+/** The mask pairLo, pairHi and widen4 take for weights W; make it once before the loop. */
+// @ts-ignore: decorator
+@inline export function weightMask<W>(): v128 {
+  return loopInvariant(isSigned<W>() ? 0x8fffe000 : 0xffff0000);
+}
+
+// A 16-bit value in the top half of each 32-bit lane (low half zero) → f32: bf16 is already in place;
+// f16 moves exponent and mantissa down by 3 (an arithmetic shift, whose copies of the sign bit the mask
+// then clears), which gives its value × 2^-112 with the sign kept; the caller makes up the 2^112 once
+// per sum instead of once per weight. Checkpoints with f16 infinities or NaNs are rejected when loaded,
+// so this needs no special case for them.
+// @ts-ignore: decorator
+@inline function top16<W>(v: v128, mask: v128): v128 {
   if (!isSigned<W>()) return v;
-  return f32x4.mul(v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffffff)), f32x4.splat(5.192296858534828e33));
+  return v128.and(i32x4.shr_s(v, 3), mask);
 }
 
 /**
  * Eight consecutive weights at p, loaded once, as two f32x4 halves. For f32 the halves are weights 0-3
  * and 4-7; for 16-bit types they are the even (0, 2, 4, 6) and odd (1, 3, 5, 7) weights, which costs one
  * shift or mask each for bf16; pairActivations (matmul.ts) puts x in the same order. f16 weights come out
- * as their value × 2^-112 (exponent and mantissa moved into place, not rescaled: a multiply saved).
+ * × 2^-112 (see top16).
  */
 // @ts-ignore: decorator
-@inline export function pairLo<W>(p: usize, v: v128): v128 {
+@inline export function pairLo<W>(p: usize, v: v128, mask: v128): v128 {
   if (isFloat<W>()) return v;
-  if (isSigned<W>()) return v128.and(i32x4.shr_s(i32x4.shl(v, 16), 3), i32x4.splat(0x8fffffff));
-  return i32x4.shl(v, 16);
+  return top16<W>(i32x4.shl(v, 16), mask);
 }
 // @ts-ignore: decorator
-@inline export function pairHi<W>(p: usize, v: v128): v128 {
+@inline export function pairHi<W>(p: usize, v: v128, mask: v128): v128 {
   if (isFloat<W>()) return v128.load(p, 16);
   // f16: the shift moves the even weight's bits below bit 13, where the mask clears them
-  if (isSigned<W>()) return v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffe000));
-  return v128.and(v, i32x4.splat(0xffff0000));
+  if (isSigned<W>()) return v128.and(i32x4.shr_s(v, 3), mask);
+  return v128.and(v, mask);
 }
-/** Four consecutive weights at p as f32x4. */
+/** Four consecutive weights at p as f32x4 (f16 × 2^-112, see top16). */
 // @ts-ignore: decorator
-@inline export function widen4<W>(p: usize): v128 {
+@inline export function widen4<W>(p: usize, mask: v128): v128 {
   if (isFloat<W>()) return v128.load(p);
-  return top16<W>(bf16x4(p));
+  return top16<W>(bf16x4(p), mask);
 }
+
+/** 2^112: what top16 leaves out of f16 weights. */
+export const F16_SCALE: f32 = 5.192296858534828e33;
 
 /** One weight at p as f32 (exact for every f16 bit pattern, infinities and NaN included). */
 // @ts-ignore: decorator
@@ -72,7 +91,7 @@ export type F16Bits = i16;
   if (!isSigned<W>()) return reinterpret<f32>(<u32>load<u16>(p) << 16);
   const bits = <u32>load<u16>(p);
   const em = (bits & 0x7fff) << 13;
-  const mag = em >= 0x0f800000 ? reinterpret<f32>(em | 0x7f800000) : reinterpret<f32>(em) * 5.192296858534828e33;
+  const mag = em >= 0x0f800000 ? reinterpret<f32>(em | 0x7f800000) : reinterpret<f32>(em) * F16_SCALE;
   return (bits & 0x8000) != 0 ? -mag : mag;
 }
 

@@ -5,7 +5,7 @@
 import type { Arena } from "./arena.js";
 import type { OpenELMConfig } from "./config.js";
 import { rowBytes } from "./dtype.js";
-import { quantWorkspace, type Kernels } from "./kernels/types.js";
+import { matmulWorkspace, type Kernels } from "./kernels/types.js";
 import type { Weights } from "./weights.js";
 
 const F = 4; // bytes per float32
@@ -122,8 +122,7 @@ export class OpenELM {
     const floats = Object.entries(bufferFloats(config, this.ropePositions, maxRows)) as [BufferName, number][];
     this.buf = Object.fromEntries(floats.map(([name, n]) => [name, arena.alloc(n * F, name)])) as Record<BufferName, number>;
     this.writeRope();
-    // quantized weights multiply activations quantized into this (the longest rows are the FFN's or attention's)
-    const ws = quantWorkspace(maxRows, Math.max(config.modelDim, ...config.ffnDims, ...config.numQueryHeads.map((q) => q * config.headDim)));
+    const ws = OpenELM.workspaceBytes(config, maxRows);
     kernels.workspace(arena.alloc(ws, "kernel workspace"), ws);
   }
 
@@ -134,7 +133,13 @@ export class OpenELM {
 
   /** Bytes of the work buffers for a context length and row count (to plan memory before loading). */
   static bufferBytes(c: OpenELMConfig, contextLength: number, maxRows = 64): number {
-    return Object.values(bufferFloats(c, OpenELM.plannedPositions(c, contextLength), maxRows)).reduce((a, n) => a + n * F + 64, 0);
+    const buffers = Object.values(bufferFloats(c, OpenELM.plannedPositions(c, contextLength), maxRows)).reduce((a, n) => a + n * F + 64, 0);
+    return buffers + OpenELM.workspaceBytes(c, maxRows) + 64;
+  }
+
+  /** The kernels' workspace: activations are quantized or reordered into it before a product (the longest rows are the FFN's or attention's). */
+  private static workspaceBytes(c: OpenELMConfig, maxRows: number): number {
+    return matmulWorkspace(maxRows, Math.max(c.modelDim, ...c.ffnDims, ...c.numQueryHeads.map((q) => q * c.headDim)));
   }
 
   private writeRope(): void {

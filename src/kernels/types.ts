@@ -4,15 +4,17 @@ import type { DType, FloatType } from "../dtype.js";
 
 /** Workspace bytes quantized activations of `rows` × `k` take: int8 values, an f32 scale per 32, an f32 sum per 16. */
 export const quantWorkspace = (rows: number, k: number) => rows * (k + (k / 32) * 4 + (k / 16) * 4);
+/** Workspace bytes any product of `rows` × `k` activations needs: the most of quantized x and x packed in f32 blocks of 4 rows. */
+export const matmulWorkspace = (rows: number, k: number) => Math.max(quantWorkspace(rows, k), 16 * Math.ceil(rows / 4) * k);
 import type { Activation } from "../config.js";
 
 /** The operations the model runs, on byte offsets into the arena; implemented in TypeScript (reference) and WebAssembly. */
 export interface Kernels {
   readonly name: string;
   /**
-   * Scratch memory in the arena for activations prepared once per product: quantized (quantWorkspace(m, k)
-   * bytes) for quantized weights, reordered (4·k bytes) for one row against 16-bit weights. The model
-   * allocates it; code calling the kernels directly must too.
+   * Scratch memory in the arena for activations prepared once per product (matmulWorkspace(m, k) bytes):
+   * quantized for quantized weights, reordered for float weights. The model allocates it; code calling
+   * the kernels directly must too.
    */
   workspace(ptr: number, bytes: number): void;
   /**

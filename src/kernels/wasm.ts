@@ -4,13 +4,14 @@ import type { Activation } from "../config.js";
 import { DTYPE_CODE, isKQuant, isQuantized, tensorBytes, type DType, type FloatType } from "../dtype.js";
 import { dequantizeRow } from "../formats/blocks.js";
 import { Op, slice, type ThreadPool } from "./pool.js";
-import { quantWorkspace, type Kernels } from "./types.js";
+import { matmulWorkspace, quantWorkspace, type Kernels } from "./types.js";
 import { readRows } from "./reference.js";
 
 /** The exports of kernels/index.ts. */
 export interface WasmExports {
   matmul(out: number, x: number, w: number, dtype: number, m: number, n: number, k: number, j0: number, j1: number): void;
   pairActivations(out: number, x: number, k: number, dtype: number): void;
+  packRows(out: number, x: number, m: number, k: number, dtype: number): void;
   attention(out: number, q: number, kCache: number, vCache: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number, h0: number, h1: number): void;
   rmsNorm(out: number, x: number, weight: number, rows: number, dim: number, eps: number): void;
   rope(x: number, cos: number, sin: number, rows: number, heads: number, headDim: number, pos0: number): void;
@@ -67,6 +68,11 @@ export class WasmKernels implements Kernels {
       // one row against 16-bit weights: x reordered once to match how they are widened
       this.needWorkspace(4 * k, `a ${wType} product of ${k} activations`);
       this.k.pairActivations(this.scratch.ptr, x, k, dtype);
+      x = this.scratch.ptr;
+    } else if (m > 1) {
+      // several rows: packed once, in blocks of 4 rows, in the order the blocked product reads them
+      this.needWorkspace(matmulWorkspace(m, k), `a ${wType} product of ${m}×${k} activations`);
+      this.k.packRows(this.scratch.ptr, x, m, k, dtype);
       x = this.scratch.ptr;
     }
     if (!this.pool || m * n * k < this.minParallelWork) return this.k.matmul(out, x, w, dtype, m, n, k, 0, n);
