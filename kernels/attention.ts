@@ -4,12 +4,31 @@
 // No score buffer is needed.
 import { madd, hsum, exp4 } from "./simd";
 
-/** q · k over headDim floats (four lanes of partial sums). */
+/**
+ * q · k for the four keys at k0..k3 (rows of headDim floats), as one f32x4: four independent sums (a
+ * single one would wait on each multiply-add), then a transpose-and-add puts key i's total in lane i.
+ */
 // @ts-ignore: decorator
-@inline function dot(q: usize, k: usize, hd4: i32): v128 {
-  let acc = f32x4.splat(0);
-  for (let c = 0; c < hd4; c += 4) acc = madd(v128.load(q + <usize>c * 4), v128.load(k + <usize>c * 4), acc);
-  return acc;
+@inline function scores4(q: usize, k0: usize, k1: usize, k2: usize, k3: usize, headDim: i32): v128 {
+  const hd4 = headDim & ~3;
+  let d0 = f32x4.splat(0), d1 = f32x4.splat(0), d2 = f32x4.splat(0), d3 = f32x4.splat(0);
+  for (let c = 0; c < hd4; c += 4) {
+    const o = <usize>c * 4, qv = v128.load(q + o);
+    d0 = madd(qv, v128.load(k0 + o), d0); d1 = madd(qv, v128.load(k1 + o), d1);
+    d2 = madd(qv, v128.load(k2 + o), d2); d3 = madd(qv, v128.load(k3 + o), d3);
+  }
+  const t0 = f32x4.add(i32x4.shuffle(d0, d1, 0, 4, 1, 5), i32x4.shuffle(d0, d1, 2, 6, 3, 7));
+  const t1 = f32x4.add(i32x4.shuffle(d2, d3, 0, 4, 1, 5), i32x4.shuffle(d2, d3, 2, 6, 3, 7));
+  let sums = f32x4.add(i32x4.shuffle(t0, t1, 0, 1, 4, 5), i32x4.shuffle(t0, t1, 2, 3, 6, 7));
+  for (let c = hd4; c < headDim; c++) {
+    const o = <usize>c * 4;
+    let kc = f32x4.splat(load<f32>(k0 + o));
+    kc = f32x4.replace_lane(kc, 1, load<f32>(k1 + o));
+    kc = f32x4.replace_lane(kc, 2, load<f32>(k2 + o));
+    kc = f32x4.replace_lane(kc, 3, load<f32>(k3 + o));
+    sums = madd(f32x4.splat(load<f32>(q + o)), kc, sums);
+  }
+  return sums;
 }
 
 export function attention(out: usize, q: usize, kCache: usize, vCache: usize, rows: i32, pos0: i32, qHeads: i32, kvHeads: i32, headDim: i32, h0: i32, h1: i32): void {
@@ -24,17 +43,10 @@ export function attention(out: usize, q: usize, kCache: usize, vCache: usize, ro
       let top: f32 = -Infinity, sum: f32 = 0; // running maximum score and sum of e^(score - top)
       for (let s = 0; s < len; s += 4) {
         const n = min(4, len - s); // keys in this block
-        // scores of keys s..s+3 (missing keys of the last block get -inf, so weight 0)
+        // scores of keys s..s+3; missing keys of the last block (read as key s again) get -inf, so weight 0
         const k0 = kCache + <usize>s * rowKv + kv;
-        let score = f32x4.splat(-Infinity);
-        for (let i = 0; i < n; i++) {
-          const kp = k0 + <usize>i * rowKv;
-          let d = hsum(dot(qi, kp, hd4));
-          for (let c = hd4; c < headDim; c++) d += load<f32>(qi + <usize>c * 4) * load<f32>(kp + <usize>c * 4);
-          score = f32x4.replace_lane(score, 0, d * scale);
-          score = i32x4.shuffle(score, score, 1, 2, 3, 0); // rotate: key i ends in lane i after four steps
-        }
-        for (let i = n; i < 4; i++) score = i32x4.shuffle(score, score, 1, 2, 3, 0);
+        let score = f32x4.mul(scores4(qi, k0, k0 + (n > 1 ? rowKv : 0), k0 + (n > 2 ? 2 * rowKv : 0), k0 + (n > 3 ? 3 * rowKv : 0), headDim), f32x4.splat(scale));
+        if (n < 4) score = v128.bitselect(score, f32x4.splat(-Infinity), i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(n)));
         const blockTop = max(max(f32x4.extract_lane(score, 0), f32x4.extract_lane(score, 1)), max(f32x4.extract_lane(score, 2), f32x4.extract_lane(score, 3)));
         const newTop = max(top, blockTop);
         const correction = Mathf.exp(top - newTop);
