@@ -2,9 +2,9 @@
 // A bounded load test of `openelm serve` on a 270M-shape model with random weights (speed does not depend
 // on the values), driven by the official openai client: for 1, 2, 4 and 8 concurrent greedy streams, the
 // aggregate tokens/s, time per output token (TPOT) and the decode throughput it gives, time to first
-// token p50/p99 and errors; the two targets of continuous batching (4
-// streams against 1, and the first token of a short request that arrives while a 1,000-token prompt
-// prefills); and with --soak, mixed requests with aborts for that many seconds, with the server's RSS.
+// token p50/p99 and errors; the two targets of continuous batching (4 streams decoding together against
+// 1, and the first token of a short request that arrives while a 1,000-token prompt prefills); and with
+// --soak, mixed requests with aborts for that many seconds, with the server's RSS.
 // `openelm bench` first measures plain single-stream decoding, the yardstick on a machine shared with
 // others; --rounds N repeats the levels in turn (medians), so that drift falls on all of them alike.
 // Every phase has a fixed number of requests (or a fixed time), so the run stops by itself.
@@ -46,13 +46,14 @@ const promptIds = (n: number) => [1, ...Array.from({ length: n - 1 }, () => 300 
  * One greedy streamed completion: time to first token, time per output token after the first (TPOT, as
  * vLLM and llama.cpp's server report it), tokens received, or the error.
  */
-async function stream(prompt: number[], maxTokens: number, signal?: AbortSignal): Promise<{ ttftMs: number; tpotMs: number; tokens: number; error?: string }> {
+async function stream(prompt: number[], maxTokens: number, signal?: AbortSignal, arrivals?: number[]): Promise<{ ttftMs: number; tpotMs: number; tokens: number; error?: string }> {
   const t0 = performance.now();
   let ttftMs = NaN, last = NaN, count = 0;
   try {
     const s = await client.completions.create({ model: "m", prompt, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } }, { signal });
     for await (const chunk of s) {
       if (chunk.choices[0]) last = performance.now() - t0;
+      if (chunk.choices[0]) arrivals?.push(performance.now());
       if (chunk.choices[0] && Number.isNaN(ttftMs)) ttftMs = last;
       if (chunk.usage) count = chunk.usage.completion_tokens;
     }
@@ -91,7 +92,25 @@ for (const streams of levels) {
   decode[streams] = (streams * 1000) / tpot;
   console.log(`${String(streams).padStart(7)} ${String(all.length).padStart(9)} ${String(all.reduce((a, y) => a + y.tokens, 0)).padStart(7)} ${f(pct(rates, 50)).padStart(16)} ${f(tpot).padStart(12)} ${f(decode[streams]!).padStart(13)} ${f(pct(ttft, 50), 0).padStart(12)} ${f(pct(ttft, 99), 0).padStart(12)} ${String(all.filter((x) => x.error).length).padStart(7)}`);
 }
-console.log(`\ntarget: decode throughput of 4 concurrent streams ÷ 1 stream = ${f(decode[4]! / decode[1]!, 2)}× (≥ 2.5×)`);
+
+/**
+ * Steady decoding of `streams` requests started together (`steadyTokens` tokens each): the tokens that
+ * arrive while all of them decode (from the moment the last one has its first token plus 8 steps, to
+ * the moment the first one ends) over that window's length. Prompts and ramp-up are outside the window.
+ */
+const steadyTokens = 4 * tokens;
+async function steady(streams: number): Promise<number> {
+  const arrivals = Array.from({ length: streams }, () => [] as number[]);
+  await Promise.all(arrivals.map((a) => stream(promptIds(16), steadyTokens, undefined, a)));
+  const from = Math.max(...arrivals.map((a) => a[Math.min(8, a.length - 1)]!)), to = Math.min(...arrivals.map((a) => a[a.length - 1]!));
+  const inside = arrivals.reduce((n, a) => n + a.filter((t) => t > from && t <= to).length, 0);
+  return (inside * 1000) / (to - from);
+}
+const steadyRates: Record<number, number[]> = { 1: [], 4: [] };
+for (let round = 0; round < rounds; round++) for (const streams of [1, 4]) steadyRates[streams]!.push(await steady(streams));
+const [one, four] = [pct(steadyRates[1]!, 50), pct(steadyRates[4]!, 50)];
+console.log(`\nsteady decoding, ${steadyTokens} tokens per stream started together (medians of ${rounds}): 1 stream ${f(one)} tok/s, 4 streams ${f(four)} tok/s`);
+console.log(`target: decode throughput of 4 concurrent streams ÷ 1 stream = ${f(four / one, 2)}× (≥ 2.5×); with the levels' prompts joining mid-stream (TPOT above) ${f(decode[4]! / decode[1]!, 2)}×`);
 
 // a short request that arrives while a 1,000-token prompt is prefilling
 const waits = [];
