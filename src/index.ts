@@ -26,6 +26,7 @@ export { planModel } from "./load.js";
 export { ShardedKernels } from "./kernels/sharded.js";
 export { ThreadPool, Op, type WorkerLike } from "./kernels/pool.js";
 export { trace, compareTraces, compareTraceFiles, readTrace, encodeTrace, LAYER_TAPS, TraceMismatch, type Trace, type Tensor32, type TapComparison } from "./trace.js";
+export { lossAndGradients, type LossAndGradients } from "./train/gradients.js";
 export { Scorer, encodePair, type Score } from "./eval/loglikelihood.js";
 export { TASKS, readTask, type Request, type Task } from "./eval/tasks.js";
 export { evaluate, type TaskResult } from "./eval/evaluate.js";
