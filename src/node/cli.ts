@@ -10,6 +10,7 @@ import * as evaluation from "./commands/eval.js";
 import * as generation from "./commands/generate.js";
 import * as oracle from "./commands/oracle.js";
 import * as server from "./commands/serve.js";
+import * as training from "./commands/train.js";
 import * as webDemo from "./commands/web.js";
 
 /** Each command resolves to its exit code (nothing: 0). */
@@ -27,8 +28,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number | void>> = {
   convert: conversion.convert,
   web: webDemo.web,
   serve: server.serve,
+  train: training.train,
 };
-const HELP = { ...generation.HELP, ...conformance.HELP, ...evaluation.HELP, ...bench.HELP, ...oracle.HELP, ...conversion.HELP, ...webDemo.HELP, ...server.HELP };
+const HELP = { ...generation.HELP, ...conformance.HELP, ...evaluation.HELP, ...bench.HELP, ...oracle.HELP, ...conversion.HELP, ...webDemo.HELP, ...server.HELP, ...training.HELP };
 const USAGE = `usage: openelm <command> [options]     (openelm <command> --help for its options; openelm --version)
 
 ${Object.values(HELP).join("\n\n")}

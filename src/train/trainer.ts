@@ -1,0 +1,106 @@
+// The training loop: each step samples `batch` sequences, adds up their gradients (gradient accumulation:
+// one sequence at a time, so memory does not grow with the batch), clips them, and takes an AdamW step on
+// the model's own f32 weights in the arena, which the next forward pass then uses.
+import type { OpenELM } from "../model.js";
+import { seededRandom } from "../generation/sampler.js";
+import { crossEntropy } from "./backward.js";
+import { sampleSequences } from "./data.js";
+import { lossAndGradients } from "./gradients.js";
+import { AdamW, clipGradients, learningRate, type AdamWOptions, type AdamWState } from "./optimizer.js";
+import type { Tensor } from "../weights.js";
+
+/** What `openelm train` exposes (see its --help for the defaults). */
+export interface TrainingOptions {
+  /** Optimizer steps in all (the cosine schedule ends here). */
+  steps: number;
+  /** Sequences per step. */
+  batch: number;
+  /** Tokens each sequence predicts. */
+  seqLen: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  /** Largest global gradient norm (0: no clipping). */
+  clip: number;
+  seed: number;
+  adamw?: AdamWOptions;
+}
+
+/** One step's figures. */
+export interface StepResult {
+  step: number;
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  tokens: number;
+}
+
+export class Trainer {
+  readonly optimizer: AdamW;
+
+  /** `state`: the optimizer's moments and step, to resume a run where a checkpoint left it. */
+  constructor(readonly model: OpenELM, readonly tokens: Int32Array, readonly opts: TrainingOptions, state?: AdamWState) {
+    this.optimizer = new AdamW(opts.adamw, state);
+  }
+
+  get step(): number {
+    return this.optimizer.state.step;
+  }
+
+  /** Every weight by Hugging Face name, as a view of the arena (taken fresh: the arena may have grown). */
+  parameters(): Map<string, { data: Float32Array; matrix: boolean; shape: number[] }> {
+    const w = this.model.weights, c = this.model.config, out = new Map<string, { data: Float32Array; matrix: boolean; shape: number[] }>();
+    const add = (name: string, t: Tensor | undefined) => t && out.set(name, { data: this.model.arena.floats(t.ptr, t.shape.reduce((a, b) => a * b, 1)), matrix: t.shape.length > 1, shape: t.shape });
+    add("transformer.token_embeddings.weight", w.tokenEmbeddings);
+    w.layers.forEach((L, l) => {
+      const p = `transformer.layers.${l}.`;
+      add(p + "attn_norm.weight", L.attnNorm);
+      add(p + "attn.qkv_proj.weight", L.qkvProj);
+      add(p + "attn.q_norm.weight", L.qNorm);
+      add(p + "attn.k_norm.weight", L.kNorm);
+      add(p + "attn.out_proj.weight", L.outProj);
+      add(p + "ffn_norm.weight", L.ffnNorm);
+      add(p + "ffn.proj_1.weight", L.proj1);
+      add(p + "ffn.proj_2.weight", L.proj2);
+    });
+    add("transformer.norm.weight", w.norm);
+    if (!c.shareInputOutput) add("lm_head.weight", w.lmHead);
+    return out;
+  }
+
+  /** One optimizer step. Its sequences come from a generator seeded by (seed, step), so a resumed run sees what an uninterrupted one would. */
+  trainStep(): StepResult {
+    const o = this.opts, step = this.step + 1;
+    const sequences = sampleSequences(this.tokens, o.seqLen, o.batch, seededRandom((o.seed * 1_000_003 + step) >>> 0));
+    // gradient accumulation: the mean over the batch of each sequence's mean loss and gradients
+    let loss = 0;
+    const grads = new Map<string, Float32Array>();
+    for (const ids of sequences) {
+      const r = lossAndGradients(this.model, ids);
+      loss += r.loss / sequences.length;
+      for (const [name, g] of r.grads) {
+        const sum = grads.get(name) ?? grads.set(name, new Float32Array(g.length)).get(name)!;
+        for (let i = 0; i < g.length; i++) sum[i]! += g[i]! / sequences.length;
+      }
+    }
+    const gradNorm = o.clip > 0 ? clipGradients(grads, o.clip) : clipGradients(grads, Infinity);
+    const lr = learningRate(step, { lr: o.lr, minLr: o.minLr, warmup: o.warmup, total: o.steps });
+    this.optimizer.update(this.parameters(), grads, lr);
+    return { step, loss, gradNorm, lr, tokens: o.batch * o.seqLen };
+  }
+
+  /** Mean cross-entropy over held-out windows (each of seqLen + 1 tokens), forward passes only. */
+  heldOutLoss(windows: number[][]): number {
+    const V = this.model.config.vocabSize;
+    let total = 0;
+    for (const ids of windows) {
+      const cache = this.model.newCache(ids.length);
+      try {
+        total += crossEntropy(this.model.forward(cache, ids, { allPositions: true }), ids, V).loss;
+      } finally {
+        this.model.releaseCache(cache);
+      }
+    }
+    return total / windows.length;
+  }
+}
