@@ -16,7 +16,7 @@ export interface TokenCorpus {
 }
 
 /** Characters per piece that a document is encoded in (BPE on one unbroken string grows faster than its length). */
-const PIECE_CHARS = 4096;
+const PIECE_CHARS = 1024;
 
 /**
  * The end of the piece of `text` that starts at `start`: after the last newline, else before the last
