@@ -1,7 +1,7 @@
 // Per-kernel throughput with tinybench: matrix products at OpenELM-270M shapes (decode: one row;
-// prefill: 128 rows) for every weight type, attention over a long cache, and the streaming-read probe,
-// on one thread and on all, and the load-time check for NaN and infinity; plus the TypeScript
-// specification's matrix–vector product for comparison.
+// prefill: 128 rows) for every weight type, the two backward products of training at the prefill shape,
+// attention over a long cache, and the streaming-read probe, on one thread and on all, and the load-time
+// check for NaN and infinity; plus the TypeScript specification's matrix–vector product for comparison.
 import { Bench } from "tinybench";
 import type { DType, Kernels } from "openelm";
 import { createNodeKernels } from "openelm/node";
@@ -32,6 +32,12 @@ async function measure(threads: number, typescript = false): Promise<KernelRow[]
     arena.bytes(w, F * D * b).fill(0x3c);
     add(`matvec ${dtype} ${F}×${D}`, 2 * F * D, F * D * b, () => kernels.matmul(out, x, w, dtype, 1, F, D));
     if (!typescript) add(`matmul ${dtype} 128×${D} · ${D}×${F}`, 2 * 128 * F * D, F * D * b, () => kernels.matmul(out, x, w, dtype, 128, F, D));
+    if (!typescript && dtype === "f32") {
+      // the backward products of the same layer (training): dx[128×D] += dy[128×F] · W, dW[F×D] += dyᵀ · x
+      const dw = arena.alloc(F * D * 4); // [F × D]
+      add(`matmulGradInput f32 128×${F} · ${F}×${D}`, 2 * 128 * F * D, F * D * b, () => kernels.matmulGradInput(out, x, w, 128, F, D));
+      add(`matmulGradWeight f32 (128×${F})ᵀ · 128×${D}`, 2 * 128 * F * D, 2 * F * D * 4, () => kernels.matmulGradWeight(dw, x, out, 128, F, D)); // reads and writes dW
+    }
   }
   if (!typescript) {
     const ctx = 1024, heads = 20, kv = 5, hd = 64, cache = arena.alloc(ctx * kv * hd * 4);

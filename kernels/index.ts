@@ -2,6 +2,7 @@
 // byte offset into that memory or a size; nothing here allocates. The readable specification of each
 // kernel is src/kernels/reference.ts, and the tests hold the two together.
 export { matmul, pairActivations, packRows } from "./matmul";
+export { matmulGradInput, matmulGradWeight } from "./backward";
 export { quantizeRows } from "./quant";
 export { attention } from "./attention";
 export { rmsNorm, rope, activate, add, widen, copyRows, readBytes, firstNonFinite } from "./elementwise";

@@ -122,6 +122,41 @@ describe("matmul: SIMD against the specification", () => {
   });
 });
 
+describe("matmul's backward products: SIMD against the specification", () => {
+  // m, n, k: 1, small, not multiples of 4 or 8, and past a chunk of the kernels' cache blocking (256 rows of W)
+  const BACKWARD: [number, number, number][] = [
+    ...SHAPES, [1, 300, 9], [130, 3, 21], [5, 6, 700], [9, 517, 19], [131, 37, 262], [128, 64, 1280],
+  ];
+  /** A new f32 buffer of n random floats, and a copy of it: the starting values both sides add onto. */
+  const twin = (n: number) => {
+    const a = floats(n), b = arena.alloc(n * 4);
+    arena.floats(b, n).set(arena.floats(a, n));
+    return [a, b] as const;
+  };
+
+  it("gradInput: dx += dy · W onto nonzero dx", () => {
+    for (const [m, n, k] of BACKWARD) {
+      const dy = floats(m * n), w = floats(n * k), [a, b] = twin(m * k);
+      ref.matmulGradInput(a, dy, w, m, n, k);
+      simd.matmulGradInput(b, dy, w, m, n, k);
+      // float32 sums over n in another order (chunks of 256, then added to dx): error grows like sqrt(n) ulps
+      const e = maxError(b, a, m * k);
+      expect(e, `m=${m} n=${n} k=${k}: max error ${e}`).toBeLessThan(2e-6 * Math.sqrt(n));
+    }
+  });
+
+  it("gradWeight: dW += dyᵀ · x onto nonzero dW", () => {
+    for (const [m, n, k] of BACKWARD) {
+      const dy = floats(m * n), x = floats(m * k), [a, b] = twin(n * k);
+      ref.matmulGradWeight(a, dy, x, m, n, k);
+      simd.matmulGradWeight(b, dy, x, m, n, k);
+      // float32 sums over m in another order (chunks of 128, then added to dW): error grows like sqrt(m) ulps
+      const e = maxError(b, a, n * k);
+      expect(e, `m=${m} n=${n} k=${k}: max error ${e}`).toBeLessThan(2e-6 * Math.sqrt(m));
+    }
+  });
+});
+
 describe("the other kernels: SIMD set against the specification", () => {
   it("attention over long contexts, grouped heads and odd head sizes", () => {
     for (const [rows, pos0, heads, kvHeads, hd] of [[1, 0, 1, 1, 4], [1, 700, 12, 3, 64], [3, 37, 4, 4, 10], [9, 5, 6, 2, 7], [2, 1, 8, 1, 128]] as const) {

@@ -81,6 +81,26 @@ export class ReferenceKernels implements Kernels {
     }
   }
 
+  matmulGradInput(dx: number, dy: number, w: number, m: number, n: number, k: number): void {
+    const f = this.arena.f32;
+    for (let i = 0; i < m; i++)
+      for (let c = 0; c < k; c++) {
+        let s = 0;
+        for (let j = 0; j < n; j++) s += f[(dy >> 2) + i * n + j]! * f[(w >> 2) + j * k + c]!;
+        f[(dx >> 2) + i * k + c]! += s;
+      }
+  }
+
+  matmulGradWeight(dw: number, dy: number, x: number, m: number, n: number, k: number): void {
+    const f = this.arena.f32;
+    for (let j = 0; j < n; j++)
+      for (let c = 0; c < k; c++) {
+        let s = 0;
+        for (let i = 0; i < m; i++) s += f[(dy >> 2) + i * n + j]! * f[(x >> 2) + i * k + c]!;
+        f[(dw >> 2) + j * k + c]! += s;
+      }
+  }
+
   /** Quantized weights: each row dequantized (blocks.ts), x quantized as the SIMD kernels quantize it. */
   private matmulQuantized(out: number, x: number, w: number, wType: QuantType, m: number, n: number, k: number): void {
     const f = this.arena.f32, row = new Float32Array(k), rowBytes = tensorBytes(wType, [k]);

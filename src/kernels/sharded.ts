@@ -50,6 +50,16 @@ export class ShardedKernels implements Kernels {
     this.wrote(out, m * n * 4);
   }
 
+  matmulGradInput(dx: number, dy: number, w: number, m: number, n: number, k: number): void {
+    this.at(dx, dy, w).matmulGradInput(this.o(dx), this.o(dy), this.o(w), m, n, k);
+    this.wrote(dx, m * k * 4);
+  }
+
+  matmulGradWeight(dw: number, dy: number, x: number, m: number, n: number, k: number): void {
+    this.at(dw, dy, x).matmulGradWeight(this.o(dw), this.o(dy), this.o(x), m, n, k);
+    this.wrote(dw, n * k * 4);
+  }
+
   widen(out: number, src: number, srcType: DType, n: number): void {
     this.at(out, src).widen(this.o(out), this.o(src), srcType, n);
     this.wrote(out, n * 4);

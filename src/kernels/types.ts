@@ -22,6 +22,10 @@ export interface Kernels {
    * multiplied with x quantized to int8 per 32 values, as llama.cpp does (needs quantWorkspace(m, k) bytes of workspace).
    */
   matmul(out: number, x: number, w: number, wType: DType, m: number, n: number, k: number): void;
+  /** dx[m×k] += dy[m×n] · W[n×k], all f32: the gradient of matmul's x (training; 8 KiB of workspace per thread). */
+  matmulGradInput(dx: number, dy: number, w: number, m: number, n: number, k: number): void;
+  /** dW[n×k] += dy[m×n]ᵀ · x[m×k], all f32: the gradient of matmul's W (training; 8 KiB of workspace per thread). */
+  matmulGradWeight(dw: number, dy: number, x: number, m: number, n: number, k: number): void;
   /** out[n] = src[n] widened (or dequantized) from `srcType` to f32 (an embedding row). */
   widen(out: number, src: number, srcType: DType, n: number): void;
   /** Per row of `dim`: out = x / sqrt(mean(x²) + eps) * weight. `out` may equal `x`. */

@@ -3,13 +3,15 @@
 import type { Activation } from "../config.js";
 import { DTYPE_CODE, isKQuant, isQuantized, tensorBytes, type DType, type FloatType } from "../dtype.js";
 import { dequantizeRow } from "../formats/blocks.js";
-import { Op, slice, type ThreadPool } from "./pool.js";
+import { GRAD_SCRATCH, Op, slice, type ThreadPool } from "./pool.js";
 import { matmulWorkspace, quantWorkspace, type Kernels } from "./types.js";
 import { readRows } from "./reference.js";
 
 /** The exports of kernels/index.ts. */
 export interface WasmExports {
   matmul(out: number, x: number, w: number, dtype: number, m: number, n: number, k: number, j0: number, j1: number): void;
+  matmulGradInput(dx: number, dy: number, w: number, m: number, n: number, k: number, c0: number, c1: number, scratch: number): void;
+  matmulGradWeight(dw: number, dy: number, x: number, m: number, n: number, k: number, j0: number, j1: number, scratch: number): void;
   pairActivations(out: number, x: number, k: number, dtype: number): void;
   packRows(out: number, x: number, m: number, k: number, dtype: number): void;
   attention(out: number, q: number, kCache: number, vCache: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number, h0: number, h1: number): void;
@@ -78,6 +80,29 @@ export class WasmKernels implements Kernels {
     if (!this.pool || m * n * k < this.minParallelWork) return this.k.matmul(out, x, w, dtype, m, n, k, 0, n);
     const [j0, j1] = slice(n, this.pool.threads, 0);
     this.pool.run(Op.Matmul, this.memoryIndex, [out, x, w, dtype, m, n, k], () => this.k.matmul(out, x, w, dtype, m, n, k, j0, j1));
+  }
+
+  matmulGradInput(dx: number, dy: number, w: number, m: number, n: number, k: number): void {
+    // threads split the columns of dx: each reads all of dy and its own columns of W
+    const threads = this.gradThreads(m * n * k), s = this.scratch.ptr;
+    if (threads === 1) return this.k.matmulGradInput(dx, dy, w, m, n, k, 0, k, s);
+    const [c0, c1] = slice(k, threads, 0, 8);
+    this.pool!.run(Op.GradInput, this.memoryIndex, [dx, dy, w, m, n, k, s], () => this.k.matmulGradInput(dx, dy, w, m, n, k, c0, c1, s));
+  }
+
+  matmulGradWeight(dw: number, dy: number, x: number, m: number, n: number, k: number): void {
+    // threads split the rows of dW: each reads all of x and its own columns of dy
+    const threads = this.gradThreads(m * n * k), s = this.scratch.ptr;
+    if (threads === 1) return this.k.matmulGradWeight(dw, dy, x, m, n, k, 0, n, s);
+    const [j0, j1] = slice(n, threads, 0);
+    this.pool!.run(Op.GradWeight, this.memoryIndex, [dw, dy, x, m, n, k, s], () => this.k.matmulGradWeight(dw, dy, x, m, n, k, j0, j1, s));
+  }
+
+  /** Threads a backward product of `work` multiply-adds runs on; each needs GRAD_SCRATCH bytes of workspace. */
+  private gradThreads(work: number): number {
+    const threads = !this.pool || work < this.minParallelWork ? 1 : this.pool.threads;
+    this.needWorkspace(threads * GRAD_SCRATCH, `a backward product on ${threads} thread(s)`);
+    return threads;
   }
 
   attention(out: number, q: number, kCache: number, vCache: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number): void {

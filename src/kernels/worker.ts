@@ -1,6 +1,6 @@
 // The loop each worker thread runs: wait for a job in the control block, run its slice, report done.
 // Host entry points (src/node/worker.ts, src/kernels/web-worker.ts) call runWorker with the first message.
-import { ARGS_BYTE, DONE, FAILED, GENERATION, MAX_ARGS, MEMORY, OP, Op, READY, SLEEPERS, slice, type WorkerInit } from "./pool.js";
+import { ARGS_BYTE, DONE, FAILED, GENERATION, GRAD_SCRATCH, MAX_ARGS, MEMORY, OP, Op, READY, SLEEPERS, slice, type WorkerInit } from "./pool.js";
 import type { WasmExports } from "./wasm.js";
 
 const SPIN = 1 << 20; // polls before sleeping: about a millisecond
@@ -37,6 +37,12 @@ function run(op: Op, k: WasmExports, a: Float64Array, index: number, threads: nu
   if (op === Op.Matmul) {
     const [j0, j1] = slice(a[5]!, threads, index);
     if (j0 < j1) k.matmul(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, j0, j1);
+  } else if (op === Op.GradInput) {
+    const [c0, c1] = slice(a[5]!, threads, index, 8);
+    if (c0 < c1) k.matmulGradInput(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, c0, c1, a[6]! + index * GRAD_SCRATCH);
+  } else if (op === Op.GradWeight) {
+    const [j0, j1] = slice(a[4]!, threads, index);
+    if (j0 < j1) k.matmulGradWeight(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, j0, j1, a[6]! + index * GRAD_SCRATCH);
   } else if (op === Op.Attention) {
     const [h0, h1] = slice(a[6]!, threads, index, 1);
     if (h0 < h1) k.attention(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, h0, h1);
