@@ -6,6 +6,7 @@ import type { Arena } from "./arena.js";
 import type { OpenELMConfig } from "./config.js";
 import { rowBytes } from "./dtype.js";
 import { matmulWorkspace, type Kernels } from "./kernels/types.js";
+import { GRAD_SCRATCH } from "./kernels/pool.js";
 import type { Weights } from "./weights.js";
 
 const F = 4; // bytes per float32
@@ -122,7 +123,8 @@ export class OpenELM {
     const floats = Object.entries(bufferFloats(config, this.ropePositions, maxRows)) as [BufferName, number][];
     this.buf = Object.fromEntries(floats.map(([name, n]) => [name, arena.alloc(n * F, name)])) as Record<BufferName, number>;
     this.writeRope();
-    const ws = OpenELM.workspaceBytes(config, maxRows);
+    // training's backward products also take GRAD_SCRATCH per thread (more than the products need only for tiny models)
+    const ws = Math.max(OpenELM.workspaceBytes(config, maxRows), GRAD_SCRATCH * ((kernels as { threads?: number }).threads ?? 1));
     kernels.workspace(arena.alloc(ws, "kernel workspace"), ws);
   }
 

@@ -2,21 +2,10 @@
 // with respect to an operation's output (dy) and what its forward pass saw, add the gradients with respect
 // to its inputs and weights into the arrays passed in (+=, so that a tensor used twice, like tied
 // embeddings, collects both). Matrices are row-major Float32Arrays; shapes are given in each comment.
+// The matrix products' backward (dx += dy·W, dW += dyᵀ·x) are kernels: matmulGradInput and
+// matmulGradWeight, specified in src/kernels/reference.ts.
 import type { Activation } from "../config.js";
 import { erf } from "../kernels/reference.js";
-
-/** y[m×n] = x[m×k] · W[n×k]ᵀ: dx[m×k] += dy · W, dW[n×k] += dyᵀ · x. */
-export function linearBackward(dy: Float32Array, x: Float32Array, w: Float32Array, m: number, n: number, k: number, dx: Float32Array, dw: Float32Array): void {
-  for (let i = 0; i < m; i++)
-    for (let j = 0; j < n; j++) {
-      const g = dy[i * n + j]!;
-      if (g === 0) continue;
-      for (let c = 0; c < k; c++) {
-        dx[i * k + c]! += g * w[j * k + c]!;
-        dw[j * k + c]! += g * x[i * k + c]!;
-      }
-    }
-}
 
 /**
  * y = x · r · g per row of `dim`, with r = 1 / sqrt(mean(x²) + eps): dg += Σ_rows dy·x·r, and
@@ -138,9 +127,9 @@ export function crossEntropy(logits: Float32Array, ids: number[], vocab: number)
     const o = t * vocab;
     let top = -Infinity, sum = 0;
     for (let j = 0; j < vocab; j++) top = Math.max(top, logits[o + j]!);
-    for (let j = 0; j < vocab; j++) sum += Math.exp(logits[o + j]! - top);
+    for (let j = 0; j < vocab; j++) sum += dlogits[o + j] = Math.exp(logits[o + j]! - top);
     loss += top + Math.log(sum) - logits[o + ids[t + 1]!]!;
-    for (let j = 0; j < vocab; j++) dlogits[o + j] = Math.exp(logits[o + j]! - top) / sum / n;
+    for (let j = 0; j < vocab; j++) dlogits[o + j]! /= sum * n;
     dlogits[o + ids[t + 1]!]! -= 1 / n;
   }
   return { loss: loss / n, dlogits };

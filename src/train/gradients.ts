@@ -1,9 +1,10 @@
 // One training example's loss and the gradient of every weight. The forward pass is the model's own
 // (src/model.ts, through `trace`, which keeps every intermediate); the backward pass below walks the
-// layers in reverse, each step the mirror of a step of OpenELM.step, with the operations of backward.ts.
+// layers in reverse, each step the mirror of a step of OpenELM.step, with the operations of backward.ts
+// and, for the matrix products, the model's kernels (SIMD and threads, or their TypeScript specification).
 import { ropeTables, type OpenELM } from "../model.js";
 import { trace, type Trace } from "../trace.js";
-import { activationBackward, attentionBackward, crossEntropy, linearBackward, ropeBackward, rmsNormBackward } from "./backward.js";
+import { activationBackward, attentionBackward, crossEntropy, ropeBackward, rmsNormBackward } from "./backward.js";
 import type { Tensor } from "../weights.js";
 
 /** The loss of one sequence (mean cross-entropy of each next token) and its gradient per weight, by Hugging Face tensor name. */
@@ -19,12 +20,39 @@ export interface LossAndGradients {
 export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradients {
   const c = model.config, w = model.weights, T = ids.length, D = c.modelDim, hd = c.headDim, V = c.vocabSize, eps = c.normEps;
   if (T < 2) throw new RangeError(`lossAndGradients: a sequence of ${T} token(s) predicts nothing; give at least 2`);
-  const weight = (t: Tensor): Float32Array => {
+  const f32 = (t: Tensor) => {
     if (t.dtype !== "f32") throw new TypeError(`training needs f32 weights, and this model holds ${t.dtype} (load it with dtype "f32")`);
-    return model.arena.floats(t.ptr, t.shape.reduce((a, b) => a * b, 1)).slice();
   };
+  const weight = (t: Tensor): Float32Array => (f32(t), model.arena.floats(t.ptr, t.shape.reduce((a, b) => a * b, 1)).slice());
   const grads = new Map<string, Float32Array>();
   const grad = (name: string, t: Tensor) => grads.get(name) ?? grads.set(name, new Float32Array(t.shape.reduce((a, b) => a * b, 1))).get(name)!;
+  /** y[m×n] = x[m×k] · Wᵀ: dx[m×k] += dy · W and the weight's gradient += dyᵀ · x, on the kernels (arena copies beside W). */
+  const linearBackward = (dy: Float32Array, x: Float32Array, t: Tensor, m: number, n: number, k: number, dx: Float32Array, name: string) => {
+    f32(t);
+    const arena = model.arena, dw = grad(name, t);
+    const [pDy, pX, pDx, pDw] = [dy, x, dx, dw].map((v) => arena.allocBeside(t.ptr, v.byteLength, "gradient"));
+    try {
+      [dy, x, dx, dw].forEach((v, i) => arena.floats([pDy, pX, pDx, pDw][i]!, v.length).set(v));
+      model.kernels.matmulGradInput(pDx!, pDy!, t.ptr, m, n, k);
+      model.kernels.matmulGradWeight(pDw!, pDy!, pX!, m, n, k);
+      dx.set(arena.floats(pDx!, dx.length));
+      dw.set(arena.floats(pDw!, dw.length));
+    } finally {
+      [dy, x, dx, dw].forEach((v, i) => arena.free([pDy, pX, pDx, pDw][i]!, v.byteLength));
+    }
+  };
+  /** x[m×k] · Wᵀ again (a forward product the backward pass needs and the trace does not keep). */
+  const project = (x: Float32Array, t: Tensor, m: number, n: number, k: number): Float32Array => {
+    const arena = model.arena, px = arena.allocBeside(t.ptr, x.byteLength, "x"), py = arena.allocBeside(t.ptr, m * n * 4, "y");
+    try {
+      arena.floats(px, x.length).set(x);
+      model.kernels.matmul(py, px, t.ptr, t.dtype, m, n, k);
+      return arena.floats(py, m * n).slice();
+    } finally {
+      arena.free(px, x.byteLength);
+      arena.free(py, m * n * 4);
+    }
+  };
   const a: Trace = trace(model, ids); // every intermediate of the forward pass, all positions
   const act = (name: string, l?: number) => a[l === undefined ? name : `layers.${l}.${name}`]!.data;
   const { cos, sin } = ropeTables(T, hd, c.ropeFreqConstant);
@@ -34,7 +62,7 @@ export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradient
   // output head (the embeddings when shared): logits = norm · headᵀ → dnorm [T, D]
   const headName = c.shareInputOutput ? "transformer.token_embeddings.weight" : "lm_head.weight";
   const dnorm = new Float32Array(T * D);
-  linearBackward(dlogits, act("norm"), weight(w.lmHead), T, V, D, dnorm, grad(headName, w.lmHead));
+  linearBackward(dlogits, act("norm"), w.lmHead, T, V, D, dnorm, headName);
   // final norm → dx [T, D], the gradient of the residual stream
   const last = c.numLayers - 1;
   const dx = new Float32Array(T * D);
@@ -46,7 +74,7 @@ export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradient
 
     // proj_2 (the FFN's residual branch): dact [T, ffn]
     const dact = new Float32Array(T * ffn);
-    linearBackward(dx, act("ffn_act", l), weight(L.proj2), T, D, ffn, dact, grad(p + "ffn.proj_2.weight", L.proj2));
+    linearBackward(dx, act("ffn_act", l), L.proj2, T, D, ffn, dact, p + "ffn.proj_2.weight");
     // act(gate)·up → dffn [T, 2·ffn] (gate | up), or act(up) → [T, ffn]
     const ffnOut = new Float32Array(T * width), dffn = new Float32Array(T * width);
     for (let t = 0; t < T; t++) {
@@ -56,23 +84,23 @@ export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradient
     activationBackward(dact, ffnOut, T, ffn, c.activation, c.ffnWithGlu, dffn);
     // proj_1 → dffnNorm [T, D]
     const dffnNorm = new Float32Array(T * D);
-    linearBackward(dffn, act("ffn_norm", l), weight(L.proj1), T, width, D, dffnNorm, grad(p + "ffn.proj_1.weight", L.proj1));
+    linearBackward(dffn, act("ffn_norm", l), L.proj1, T, width, D, dffnNorm, p + "ffn.proj_1.weight");
     // FFN pre-norm: the residual stream before it gets this branch's gradient too
     rmsNormBackward(dffnNorm, act("resid_attn", l), weight(L.ffnNorm), T, D, eps, dx, grad(p + "ffn_norm.weight", L.ffnNorm));
 
     // out projection (the attention's residual branch): dattn [T, nq·hd]
     const dattn = new Float32Array(T * nq * hd);
-    linearBackward(dx, act("attn", l), weight(L.outProj), T, D, nq * hd, dattn, grad(p + "attn.out_proj.weight", L.outProj));
+    linearBackward(dx, act("attn", l), L.outProj, T, D, nq * hd, dattn, p + "attn.out_proj.weight");
     // attention over the rotated queries and keys → dq, dk [T, heads, hd] (then rotated back), dv
     const dq = new Float32Array(T * nq * hd), dk = new Float32Array(T * nkv * hd), dv = new Float32Array(T * nkv * hd);
     attentionBackward(dattn, act("q_rope", l), act("k_rope", l), act("v", l), T, nq, nkv, hd, dq, dk, dv);
     ropeBackward(dq, cos, sin, T, nq, hd);
     ropeBackward(dk, cos, sin, T, nkv, hd);
     // QK-norm: its input is the projection's q and k, recomputed (one small product) instead of kept
-    const attnNorm = act("attn_norm", l), wqkv = weight(L.qkvProj);
+    const attnNorm = act("attn_norm", l);
     let dqIn = dq, dkIn = dk;
     if (L.qNorm && L.kNorm) {
-      const qkv = project(attnNorm, wqkv, T, qkvWidth, D), qIn = new Float32Array(T * nq * hd), kIn = new Float32Array(T * nkv * hd);
+      const qkv = project(attnNorm, L.qkvProj, T, qkvWidth, D), qIn = new Float32Array(T * nq * hd), kIn = new Float32Array(T * nkv * hd);
       for (let t = 0; t < T; t++) {
         qIn.set(qkv.subarray(t * qkvWidth, t * qkvWidth + nq * hd), t * nq * hd);
         kIn.set(qkv.subarray(t * qkvWidth + nq * hd, t * qkvWidth + (nq + nkv) * hd), t * nkv * hd);
@@ -89,7 +117,7 @@ export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradient
       dqkv.set(dkIn.subarray(t * nkv * hd, (t + 1) * nkv * hd), t * qkvWidth + nq * hd);
       dqkv.set(dv.subarray(t * nkv * hd, (t + 1) * nkv * hd), t * qkvWidth + (nq + nkv) * hd);
     }
-    linearBackward(dqkv, attnNorm, wqkv, T, qkvWidth, D, dattnNorm, grad(p + "attn.qkv_proj.weight", L.qkvProj));
+    linearBackward(dqkv, attnNorm, L.qkvProj, T, qkvWidth, D, dattnNorm, p + "attn.qkv_proj.weight");
     // attention pre-norm: its input is the layer's input (the previous layer's output, or the embeddings)
     rmsNormBackward(dattnNorm, l > 0 ? act("resid_ffn", l - 1) : act("embed"), weight(L.attnNorm), T, D, eps, dx, grad(p + "attn_norm.weight", L.attnNorm));
   }
@@ -99,16 +127,4 @@ export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradient
     for (let i = 0; i < D; i++) demb[id * D + i]! += dx[t * D + i]!;
   });
   return { loss, grads };
-}
-
-/** x[m×k] · W[n×k]ᵀ, plainly (a forward product the backward pass needs again). */
-function project(x: Float32Array, w: Float32Array, m: number, n: number, k: number): Float32Array {
-  const y = new Float32Array(m * n);
-  for (let i = 0; i < m; i++)
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let c = 0; c < k; c++) s += x[i * k + c]! * w[j * k + c]!;
-      y[i * n + j] = s;
-    }
-  return y;
 }

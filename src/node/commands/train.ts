@@ -8,7 +8,7 @@ import { parseConfig } from "../../config.js";
 import { encodeSafetensors } from "../../formats/safetensors.js";
 import { seededRandom } from "../../generation/sampler.js";
 import { expectedTensors } from "../../weights.js";
-import { tokenizeCorpus, windows } from "../../train/data.js";
+import { tokenizeCorpus, windows, type TokenCorpus } from "../../train/data.js";
 import type { AdamWState } from "../../train/optimizer.js";
 import { lossCurveSvg, type LossPoint } from "../../train/plot.js";
 import { Trainer, type TrainingOptions } from "../../train/trainer.js";
@@ -25,8 +25,8 @@ export const HELP = {
   a folder of them, or a .jsonl with "text"), 5% of its documents held out. --config starts from random
   weights (normal, std initializer_range); --model continues from a checkpoint. Every --save-every steps
   and at the end, DIR gets config.json and model.safetensors (f32: load it with --model DIR), the
-  optimizer's state, training-state.json (options and loss history) and loss-curve.svg; --resume (with
-  --out DIR) continues a stopped run exactly.
+  optimizer's state, training-state.json (options and loss history), loss-curve.svg and the corpus's
+  tokens; --resume (with --out DIR) continues a stopped run exactly.
   --steps N (1000)  --batch B sequences per step (8)  --seq-len L tokens each (128)
   --lr LR (3e-3)  --min-lr (lr/10)  --warmup STEPS (steps/20)  --weight-decay (0.1)  --clip NORM (1, 0: off)
   --seed S (0)  --eval-every N (100)  --eval-windows N held-out windows per evaluation (16)
@@ -43,7 +43,27 @@ interface State {
   history: LossPoint[];
 }
 
-const STATE = "training-state.json", OPTIMIZER = "optimizer.safetensors";
+const STATE = "training-state.json", OPTIMIZER = "optimizer.safetensors", TOKENS = "corpus-tokens.json";
+
+/**
+ * The corpus as tokens, split; kept in the run's folder (tokenizing a 10 MB corpus takes about a minute),
+ * so that --resume reads them back: ids as base64 of little-endian int32.
+ */
+async function corpusTokens(out: string, source: string, seed: number): Promise<TokenCorpus> {
+  const path = join(out, TOKENS);
+  if (existsSync(path)) {
+    const saved = JSON.parse(await readFile(path, "utf8")) as Omit<TokenCorpus, "train" | "heldOut"> & { source: string; seed: number; train: string; heldOut: string };
+    if (saved.source === source && saved.seed === seed) {
+      const ids = (b64: string) => { const b = Buffer.from(b64, "base64"); return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4).slice(); };
+      return { ...saved, train: ids(saved.train), heldOut: ids(saved.heldOut) };
+    }
+  }
+  process.stderr.write(`tokenizing ${source} ...\n`);
+  const corpus = tokenizeCorpus(await loadCorpus(source), await loadTokenizerFromFolder(out), { seed });
+  const b64 = (a: Int32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
+  await writeFile(path, JSON.stringify({ source, seed, vocabSize: corpus.vocabSize, documents: corpus.documents, train: b64(corpus.train), heldOut: b64(corpus.heldOut) }));
+  return corpus;
+}
 
 export async function train(args: string[]) {
   const v = parse(args, {
@@ -87,7 +107,7 @@ export async function train(args: string[]) {
   const o = state.options, until = Math.min(o.steps, parseInteger("until", v.until, o.steps, 1)!);
   const model = await loadModelFromFolder(out, { dtype: "f32", threads: v.threads === undefined ? undefined : parseInteger("threads", v.threads, undefined, 1, 256) });
   try {
-    const corpus = tokenizeCorpus(await loadCorpus(state.corpus), await loadTokenizerFromFolder(out), { seed: o.seed });
+    const corpus = await corpusTokens(out, state.corpus, o.seed);
     if (corpus.vocabSize > model.config.vocabSize)
       throw new UsageError(`the corpus's tokenizer has ${corpus.vocabSize} tokens and the model's vocabulary ${model.config.vocabSize} (vocab_size in config.json)`);
     const heldOut = windows(corpus.heldOut, o.seqLen).slice(0, state.evalWindows);
