@@ -3,6 +3,7 @@
 // kernel is src/kernels/reference.ts, and the tests hold the two together.
 export { matmul, pairActivations, packRows } from "./matmul";
 export { matmulGradInput, matmulGradWeight } from "./backward";
+export { crossEntropy, attentionBackward } from "./train";
 export { quantizeRows } from "./quant";
 export { attention } from "./attention";
 export { rmsNorm, rope, activate, add, widen, copyRows, readBytes, firstNonFinite } from "./elementwise";

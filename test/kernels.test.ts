@@ -1,6 +1,7 @@
 // Every SIMD kernel against the TypeScript specification on random shapes (including sizes that are not
 // multiples of 4 or 16), for every float weight storage type, for the plain and relaxed SIMD builds, on one
-// thread and on several (with every call split, however small). The maximum error is asserted.
+// thread and on several (with every call split, however small), the training kernels too. The maximum
+// error is asserted.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Arena } from "../src/arena.js";
 import { BYTES, F16_TABLE, FLOAT_TYPES, bf16ToF32, f32ToBf16, f32ToF16, type FloatType } from "../src/dtype.js";
@@ -157,6 +158,66 @@ describe("matmul's backward products: SIMD against the specification", () => {
   });
 });
 
+describe("training kernels: SIMD against the specification", () => {
+  /** max |a − b| / max(|b|, floor) over two f32 buffers: relative per value (the values differ by orders of magnitude). */
+  const relError = (a: number, b: number, n: number, floor: number) => {
+    const x = arena.floats(a, n), y = arena.floats(b, n);
+    let e = 0;
+    for (let i = 0; i < n; i++) e = Math.max(e, Math.abs(x[i]! - y[i]!) / Math.max(Math.abs(y[i]!), floor));
+    return e;
+  };
+  const copy = (from: number, n: number) => {
+    const p = arena.alloc(n * 4);
+    arena.floats(p, n).set(arena.floats(from, n));
+    return p;
+  };
+
+  it("crossEntropy: dlogits and per-row losses, vocabularies not a multiple of 4, in place", () => {
+    for (const [rows, vocab] of [[1, 1], [1, 6], [3, 7], [5, 256], [4, 1001], [7, 4099], [2, 32000]] as const) {
+      const logits = floats(rows * vocab), targets = arena.alloc(rows * 4), scale = 1 / rows;
+      arena.floats(logits, rows * vocab).forEach((x, i, a) => (a[i] = 3 * x)); // softmaxes from flat to peaked
+      const ids = new Int32Array(arena.memory.buffer, targets, rows);
+      ids.forEach((_, r) => (ids[r] = r === 0 ? vocab - 1 : Math.floor(random() * vocab))); // row 0: the last id, in the tail
+      const [a, b, la, lb] = [rows * vocab, rows * vocab, rows, rows].map((n) => arena.alloc(n * 4));
+      ref.crossEntropy(a, logits, targets, la, rows, vocab, scale);
+      simd.crossEntropy(b, logits, targets, lb, rows, vocab, scale);
+      // exp4 is not Math.exp (a few ulps, float32: 6e-8 each), and x − max x rounds to float32: ±2^-24·|x − max x| more
+      const x = arena.floats(logits, rows * vocab), spread = Math.max(...x) - Math.min(...x);
+      const e = relError(b, a, rows * vocab, 1e-30), el = relError(lb, la, rows, 1e-3);
+      expect(e, `rows=${rows} vocab=${vocab}: dlogits max relative error ${e} (logits spread over ${spread.toFixed(1)})`).toBeLessThan(6e-7 + 2 ** -24 * spread);
+      expect(el, `rows=${rows} vocab=${vocab}: losses max relative error ${el}`).toBeLessThan(1e-6);
+      // in place (dlogits = logits): the same values
+      const c = copy(logits, rows * vocab), lc = arena.alloc(rows * 4);
+      simd.crossEntropy(c, c, targets, lc, rows, vocab, scale);
+      expect([...arena.floats(c, rows * vocab)]).toEqual([...arena.floats(b, rows * vocab)]);
+      expect([...arena.floats(lc, rows)]).toEqual([...arena.floats(lb, rows)]);
+    }
+  });
+
+  it("attentionBackward: T = 1 and odd, head sizes not a multiple of 4, groups of 1, 2 and 4, onto nonzero dq, dk, dv", () => {
+    for (const [T, qHeads, kvHeads, hd] of [[1, 1, 1, 4], [1, 2, 1, 3], [2, 2, 2, 8], [7, 4, 4, 10], [9, 4, 2, 7], [16, 8, 2, 5], [33, 4, 1, 16], [130, 4, 2, 32], [65, 6, 3, 64]] as const) {
+      const q = floats(T * qHeads * hd), k = floats(T * kvHeads * hd), v = floats(T * kvHeads * hd), dout = floats(T * qHeads * hd);
+      const grads = [T * qHeads * hd, T * kvHeads * hd, T * kvHeads * hd].map((n) => {
+        const a = floats(n);
+        return { n, a, b: copy(a, n) };
+      });
+      const [dq, dk, dv] = grads;
+      ref.attentionBackward(dq!.a, dk!.a, dv!.a, dout, q, k, v, T, qHeads, kvHeads, hd);
+      simd.attentionBackward(dq!.b, dk!.b, dv!.b, dout, q, k, v, T, qHeads, kvHeads, hd);
+      grads.forEach(({ n, a, b }, i) => {
+        // float32 sums over keys (dq) or queries of the group (dk, dv) in another order: error grows like sqrt(T) ulps
+        const e = maxError(b, a, n);
+        expect(e, `T=${T} heads=${qHeads}/${kvHeads} hd=${hd}: ${["dq", "dk", "dv"][i]} max error ${e}`).toBeLessThan(2e-6 * Math.sqrt(T * qHeads / kvHeads));
+      });
+    }
+  });
+
+  it("attentionBackward says how much workspace it needs past what it has", () => {
+    const T = (1 << 17) + 1, need = threads * 2 * Math.ceil(T / 4) * 16; // two 16-byte-aligned rows of T floats per thread
+    expect(() => simd.attentionBackward(0, 0, 0, 0, 0, 0, 0, T, 2, 2, 4)).toThrow(new RegExp(`needs ${need} bytes of workspace; the kernels have ${1 << 20}`));
+  });
+});
+
 describe("the other kernels: SIMD set against the specification", () => {
   it("attention over long contexts, grouped heads and odd head sizes", () => {
     for (const [rows, pos0, heads, kvHeads, hd] of [[1, 0, 1, 1, 4], [1, 700, 12, 3, 64], [3, 37, 4, 4, 10], [9, 5, 6, 2, 7], [2, 1, 8, 1, 128]] as const) {
@@ -282,6 +343,14 @@ describe("the specification kernels compute what their comments say", () => {
     const q = set([1, 0, 0, 1]), k = set([0, 0, 0, 0]), v = set([2, 4, 6, 8]), out = arena.alloc(16);
     ref.attention(out, q, k, v, 2, 0, 1, 1, 2); // two positions, one head of size 2, keys all zero
     expect(get(out, 4)).toEqual([2, 4, 4, 6]);
+  });
+
+  it("crossEntropy: equal logits give log(vocab), and scale/vocab less scale at the target", () => {
+    const logits = set([2, 2, 2, 2, 2]), targets = arena.alloc(4), losses = arena.alloc(4);
+    new Int32Array(arena.memory.buffer, targets, 1)[0] = 3;
+    ref.crossEntropy(logits, logits, targets, losses, 1, 5, 0.5);
+    expect(get(losses, 1)[0]).toBeCloseTo(Math.log(5), 6);
+    expect(get(logits, 5)).toEqual([0.1, 0.1, 0.1, -0.4, 0.1].map(Math.fround));
   });
 
   it("activate: swish(gate) · up, gelu in the erf form, relu", () => {

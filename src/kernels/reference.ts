@@ -101,6 +101,68 @@ export class ReferenceKernels implements Kernels {
       }
   }
 
+  /**
+   * Per row, in float64: e = exp(x − max x), loss = max x + log Σe − x[target], d = e / Σe · scale, minus
+   * scale at the target. The SIMD kernel's exp (kernels/simd.ts exp4) is not bit-identical to Math.exp: its
+   * dlogits are within 1e-6 relative of these, its losses within 1e-6 (test/kernels.test.ts).
+   */
+  crossEntropy(dlogits: number, logits: number, targets: number, losses: number, rows: number, vocab: number, scale: number): void {
+    const f = this.arena.f32, ids = new Int32Array(this.arena.memory.buffer, targets, rows), e = new Float64Array(vocab);
+    for (let r = 0; r < rows; r++) {
+      const x = (logits >> 2) + r * vocab, d = (dlogits >> 2) + r * vocab, target = ids[r]!;
+      let top = -Infinity, sum = 0;
+      for (let j = 0; j < vocab; j++) top = Math.max(top, f[x + j]!);
+      for (let j = 0; j < vocab; j++) sum += e[j] = Math.exp(f[x + j]! - top);
+      f[(losses >> 2) + r] = top + Math.log(sum) - f[x + target]!; // read before d (which may be x) is written
+      for (let j = 0; j < vocab; j++) f[d + j] = (e[j]! / sum) * scale;
+      f[d + target]! -= scale;
+    }
+  }
+
+  /**
+   * Per query head h (kv head g = h / group) and row t: P = softmax over keys s ≤ t of q·k / √hd,
+   * dP = dout·vᵀ, then dv[s] += P·dout, dS = P ⊙ (dP − Σ P·dP), dq += dS·k / √hd, dk[s] += dS·q / √hd.
+   */
+  attentionBackward(dq: number, dk: number, dv: number, dout: number, q: number, k: number, v: number, T: number, qHeads: number, kvHeads: number, hd: number): void {
+    const f = this.arena.f32, group = qHeads / kvHeads, scale = 1 / Math.sqrt(hd);
+    const p = new Float64Array(T), dp = new Float64Array(T);
+    for (let h = 0; h < qHeads; h++) {
+      const g = Math.floor(h / group);
+      for (let t = 0; t < T; t++) {
+        const qo = (t * qHeads + h) * hd, Q = (q >> 2) + qo, D = (dout >> 2) + qo, DQ = (dq >> 2) + qo;
+        // this row's probabilities over keys 0..t
+        let top = -Infinity;
+        for (let s = 0; s <= t; s++) {
+          const K = (k >> 2) + (s * kvHeads + g) * hd;
+          let d = 0;
+          for (let c = 0; c < hd; c++) d += f[Q + c]! * f[K + c]!;
+          p[s] = d * scale;
+          top = Math.max(top, p[s]!);
+        }
+        let sum = 0;
+        for (let s = 0; s <= t; s++) sum += p[s] = Math.exp(p[s]! - top);
+        // dP = dout · vᵀ, and the row's Σ P·dP
+        let pdp = 0;
+        for (let s = 0; s <= t; s++) {
+          p[s]! /= sum;
+          const V = (v >> 2) + (s * kvHeads + g) * hd;
+          let d = 0;
+          for (let c = 0; c < hd; c++) d += f[D + c]! * f[V + c]!;
+          dp[s] = d;
+          pdp += p[s]! * d;
+        }
+        for (let s = 0; s <= t; s++) {
+          const kv = (s * kvHeads + g) * hd, K = (k >> 2) + kv, DK = (dk >> 2) + kv, DV = (dv >> 2) + kv, ds = p[s]! * (dp[s]! - pdp) * scale;
+          for (let c = 0; c < hd; c++) {
+            f[DV + c]! += p[s]! * f[D + c]!;
+            f[DQ + c]! += ds * f[K + c]!;
+            f[DK + c]! += ds * f[Q + c]!;
+          }
+        }
+      }
+    }
+  }
+
   /** Quantized weights: each row dequantized (blocks.ts), x quantized as the SIMD kernels quantize it. */
   private matmulQuantized(out: number, x: number, w: number, wType: QuantType, m: number, n: number, k: number): void {
     const f = this.arena.f32, row = new Float32Array(k), rowBytes = tensorBytes(wType, [k]);

@@ -60,6 +60,19 @@ export class ShardedKernels implements Kernels {
     this.wrote(dw, n * k * 4);
   }
 
+  crossEntropy(dlogits: number, logits: number, targets: number, losses: number, rows: number, vocab: number, scale: number): void {
+    this.at(dlogits, logits, targets, losses).crossEntropy(this.o(dlogits), this.o(logits), this.o(targets), this.o(losses), rows, vocab, scale);
+    this.wrote(dlogits, rows * vocab * 4);
+    this.wrote(losses, rows * 4);
+  }
+
+  attentionBackward(dq: number, dk: number, dv: number, dout: number, q: number, k: number, v: number, T: number, qHeads: number, kvHeads: number, headDim: number): void {
+    this.at(dq, dk, dv, dout, q, k, v).attentionBackward(this.o(dq), this.o(dk), this.o(dv), this.o(dout), this.o(q), this.o(k), this.o(v), T, qHeads, kvHeads, headDim);
+    this.wrote(dq, T * qHeads * headDim * 4);
+    this.wrote(dk, T * kvHeads * headDim * 4);
+    this.wrote(dv, T * kvHeads * headDim * 4);
+  }
+
   widen(out: number, src: number, srcType: DType, n: number): void {
     this.at(out, src).widen(this.o(out), this.o(src), srcType, n);
     this.wrote(out, n * 4);

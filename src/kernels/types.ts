@@ -26,6 +26,20 @@ export interface Kernels {
   matmulGradInput(dx: number, dy: number, w: number, m: number, n: number, k: number): void;
   /** dW[n×k] += dy[m×n]ᵀ · x[m×k], all f32: the gradient of matmul's W (training; 8 KiB of workspace per thread). */
   matmulGradWeight(dw: number, dy: number, x: number, m: number, n: number, k: number): void;
+  /**
+   * Softmax cross-entropy per row of logits [rows×vocab] with target ids targets[rows] (i32): dlogits[r] =
+   * softmax(logits[r])·scale, minus scale at the target (the gradient of scale × the row's loss), and
+   * losses[rows] = logsumexp(logits[r]) − logits[r, target]. dlogits may equal logits (in place). Training.
+   */
+  crossEntropy(dlogits: number, logits: number, targets: number, losses: number, rows: number, vocab: number, scale: number): void;
+  /**
+   * The backward pass of `attention` over a whole sequence (pos0 = 0): q, dout, dq [T×qHeads×headDim];
+   * k, v, dk, dv [T×kvHeads×headDim]. Probabilities P = softmax(q·kᵀ/√headDim) are recomputed; dv += Pᵀ·dout,
+   * dS = P ⊙ (dP − Σ P·dP) with dP = dout·vᵀ, dq += dS·k/√headDim, dk += dSᵀ·q/√headDim (all accumulate).
+   * Training; needs 8·T bytes of workspace per thread (two rows of T floats: within the backward products'
+   * 8 KiB up to T = 1024).
+   */
+  attentionBackward(dq: number, dk: number, dv: number, dout: number, q: number, k: number, v: number, T: number, qHeads: number, kvHeads: number, headDim: number): void;
   /** out[n] = src[n] widened (or dequantized) from `srcType` to f32 (an embedding row). */
   widen(out: number, src: number, srcType: DType, n: number): void;
   /** Per row of `dim`: out = x / sqrt(mean(x²) + eps) * weight. `out` may equal `x`. */

@@ -1,9 +1,9 @@
 // The SIMD kernel set: the AssemblyScript module in kernels/ compiled to WebAssembly and instantiated
-// on the arena's memory, with matrix products and attention split across a thread pool when there is one.
+// on the arena's memory, with matrix products, attention and the training kernels split across a thread pool when there is one.
 import type { Activation } from "../config.js";
 import { DTYPE_CODE, isKQuant, isQuantized, tensorBytes, type DType, type FloatType } from "../dtype.js";
 import { dequantizeRow } from "../formats/blocks.js";
-import { GRAD_SCRATCH, Op, slice, type ThreadPool } from "./pool.js";
+import { GRAD_SCRATCH, Op, attentionBackwardScratch, slice, type ThreadPool } from "./pool.js";
 import { matmulWorkspace, quantWorkspace, type Kernels } from "./types.js";
 import { readRows } from "./reference.js";
 
@@ -12,6 +12,8 @@ export interface WasmExports {
   matmul(out: number, x: number, w: number, dtype: number, m: number, n: number, k: number, j0: number, j1: number): void;
   matmulGradInput(dx: number, dy: number, w: number, m: number, n: number, k: number, c0: number, c1: number, scratch: number): void;
   matmulGradWeight(dw: number, dy: number, x: number, m: number, n: number, k: number, j0: number, j1: number, scratch: number): void;
+  crossEntropy(dlogits: number, logits: number, targets: number, losses: number, rows: number, vocab: number, scale: number, r0: number, r1: number): void;
+  attentionBackward(dq: number, dk: number, dv: number, dout: number, q: number, k: number, v: number, T: number, qHeads: number, kvHeads: number, headDim: number, g0: number, g1: number, scratch: number): void;
   pairActivations(out: number, x: number, k: number, dtype: number): void;
   packRows(out: number, x: number, m: number, k: number, dtype: number): void;
   attention(out: number, q: number, kCache: number, vCache: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number, h0: number, h1: number): void;
@@ -111,6 +113,25 @@ export class WasmKernels implements Kernels {
     const [h0, h1] = slice(qHeads, this.pool.threads, 0, 1);
     this.pool.run(Op.Attention, this.memoryIndex, [out, q, kCache, vCache, rows, pos0, qHeads, kvHeads, headDim], () =>
       this.k.attention(out, q, kCache, vCache, rows, pos0, qHeads, kvHeads, headDim, h0, h1));
+  }
+
+  crossEntropy(dlogits: number, logits: number, targets: number, losses: number, rows: number, vocab: number, scale: number): void {
+    // threads split the rows
+    if (!this.pool || rows < 2 || rows * vocab < this.minParallelWork) return this.k.crossEntropy(dlogits, logits, targets, losses, rows, vocab, scale, 0, rows);
+    const [r0, r1] = slice(rows, this.pool.threads, 0, 1);
+    this.pool.run(Op.CrossEntropy, this.memoryIndex, [dlogits, logits, targets, losses, rows, vocab, scale], () =>
+      this.k.crossEntropy(dlogits, logits, targets, losses, rows, vocab, scale, r0, r1));
+  }
+
+  attentionBackward(dq: number, dk: number, dv: number, dout: number, q: number, k: number, v: number, T: number, qHeads: number, kvHeads: number, headDim: number): void {
+    // threads split the kv heads: each owns its heads' rows of dk and dv and their query heads' rows of dq
+    const threads = !this.pool || kvHeads < 2 || T * T * qHeads * headDim < this.minParallelWork ? 1 : this.pool.threads;
+    const stride = attentionBackwardScratch(T), s = this.scratch.ptr;
+    this.needWorkspace(threads * stride, `attention's backward pass over ${T} positions (${stride} bytes of P and dP per thread) on ${threads} thread(s)`);
+    if (threads === 1) return this.k.attentionBackward(dq, dk, dv, dout, q, k, v, T, qHeads, kvHeads, headDim, 0, kvHeads, s);
+    const [g0, g1] = slice(kvHeads, threads, 0, 1);
+    this.pool!.run(Op.AttentionBackward, this.memoryIndex, [dq, dk, dv, dout, q, k, v, T, qHeads, kvHeads, headDim, s, stride], () =>
+      this.k.attentionBackward(dq, dk, dv, dout, q, k, v, T, qHeads, kvHeads, headDim, g0, g1, s));
   }
 
   widen(out: number, src: number, srcType: DType, n: number): void {

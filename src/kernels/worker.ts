@@ -46,6 +46,12 @@ function run(op: Op, k: WasmExports, a: Float64Array, index: number, threads: nu
   } else if (op === Op.Attention) {
     const [h0, h1] = slice(a[6]!, threads, index, 1);
     if (h0 < h1) k.attention(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, h0, h1);
+  } else if (op === Op.CrossEntropy) {
+    const [r0, r1] = slice(a[4]!, threads, index, 1);
+    if (r0 < r1) k.crossEntropy(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, r0, r1);
+  } else if (op === Op.AttentionBackward) {
+    const [g0, g1] = slice(a[9]!, threads, index, 1);
+    if (g0 < g1) k.attentionBackward(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, g0, g1, a[11]! + index * a[12]!);
   } else if (op === Op.Read) {
     const [b0, b1] = slice(a[1]!, threads, index, 64);
     if (b0 < b1) k.readBytes(a[0]! + b0, b1 - b0);

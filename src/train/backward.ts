@@ -2,8 +2,9 @@
 // with respect to an operation's output (dy) and what its forward pass saw, add the gradients with respect
 // to its inputs and weights into the arrays passed in (+=, so that a tensor used twice, like tied
 // embeddings, collects both). Matrices are row-major Float32Arrays; shapes are given in each comment.
-// The matrix products' backward (dx += dy·W, dW += dyᵀ·x) are kernels: matmulGradInput and
-// matmulGradWeight, specified in src/kernels/reference.ts.
+// The matrix products' backward (dx += dy·W, dW += dyᵀ·x), the cross-entropy loss with its gradient and
+// attention's backward pass are kernels (matmulGradInput, matmulGradWeight, crossEntropy,
+// attentionBackward), specified in src/kernels/reference.ts and called from gradients.ts.
 import type { Activation } from "../config.js";
 import { erf } from "../kernels/reference.js";
 
@@ -44,52 +45,6 @@ export function ropeBackward(dy: Float32Array, cos: Float32Array, sin: Float32Ar
     }
 }
 
-/**
- * Causal grouped-query attention, out[t, h] = Σ_{s ≤ t} P[h, t, s] · v[s, h/group] with P = softmax(q·k / √hd):
- * the probabilities are recomputed from q and k (cheaper than keeping T² of them), then
- * dv += Pᵀ·dout, dS = P ⊙ (dP − Σ_s P·dP) with dP = dout·vᵀ, dq += dS·k / √hd, dk += dSᵀ·q / √hd.
- * q [T, qHeads, hd], k and v [T, kvHeads, hd], dout [T, qHeads·hd].
- */
-export function attentionBackward(dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, T: number, qHeads: number, kvHeads: number, hd: number, dq: Float32Array, dk: Float32Array, dv: Float32Array): void {
-  const group = qHeads / kvHeads, scale = 1 / Math.sqrt(hd);
-  const p = new Float64Array(T), dp = new Float64Array(T);
-  for (let h = 0; h < qHeads; h++) {
-    const g = Math.floor(h / group);
-    for (let t = 0; t < T; t++) {
-      const qo = (t * qHeads + h) * hd;
-      // this row's probabilities over keys 0..t
-      let top = -Infinity;
-      for (let s = 0; s <= t; s++) {
-        const ko = (s * kvHeads + g) * hd;
-        let d = 0;
-        for (let c = 0; c < hd; c++) d += q[qo + c]! * k[ko + c]!;
-        p[s] = d * scale;
-        top = Math.max(top, p[s]!);
-      }
-      let sum = 0;
-      for (let s = 0; s <= t; s++) sum += p[s] = Math.exp(p[s]! - top);
-      // dP = dout · vᵀ, and the row's Σ P·dP
-      let pdp = 0;
-      for (let s = 0; s <= t; s++) {
-        p[s]! /= sum;
-        const vo = (s * kvHeads + g) * hd;
-        let d = 0;
-        for (let c = 0; c < hd; c++) d += dout[qo + c]! * v[vo + c]!;
-        dp[s] = d;
-        pdp += p[s]! * d;
-      }
-      for (let s = 0; s <= t; s++) {
-        const ko = (s * kvHeads + g) * hd, ds = p[s]! * (dp[s]! - pdp) * scale;
-        for (let c = 0; c < hd; c++) {
-          dv[ko + c]! += p[s]! * dout[qo + c]!;
-          dq[qo + c]! += ds * k[ko + c]!;
-          dk[ko + c]! += ds * q[qo + c]!;
-        }
-      }
-    }
-  }
-}
-
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
 /** The activation and its derivative at x (swish = x·σ(x); gelu in its exact erf form, as the forward pass). */
@@ -114,23 +69,4 @@ export function activationBackward(dact: Float32Array, ffn: Float32Array, rows: 
         dffn[o + width]! += d * a;
       }
     }
-}
-
-/**
- * Mean cross-entropy of predicting ids[t + 1] from logits row t (rows 0..T−2; the last row predicts
- * nothing), and its gradient: (softmax − one-hot) / (T − 1) per row.
- */
-export function crossEntropy(logits: Float32Array, ids: number[], vocab: number): { loss: number; dlogits: Float32Array } {
-  const T = ids.length, n = T - 1, dlogits = new Float32Array(T * vocab);
-  let loss = 0;
-  for (let t = 0; t < n; t++) {
-    const o = t * vocab;
-    let top = -Infinity, sum = 0;
-    for (let j = 0; j < vocab; j++) top = Math.max(top, logits[o + j]!);
-    for (let j = 0; j < vocab; j++) sum += dlogits[o + j] = Math.exp(logits[o + j]! - top);
-    loss += top + Math.log(sum) - logits[o + ids[t + 1]!]!;
-    for (let j = 0; j < vocab; j++) dlogits[o + j]! /= sum * n;
-    dlogits[o + ids[t + 1]!]! -= 1 / n;
-  }
-  return { loss: loss / n, dlogits };
 }

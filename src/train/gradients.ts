@@ -1,11 +1,43 @@
 // One training example's loss and the gradient of every weight. The forward pass is the model's own
 // (src/model.ts, through `trace`, which keeps every intermediate); the backward pass below walks the
 // layers in reverse, each step the mirror of a step of OpenELM.step, with the operations of backward.ts
-// and, for the matrix products, the model's kernels (SIMD and threads, or their TypeScript specification).
+// and, for the matrix products, the cross-entropy and attention, the model's kernels (SIMD and threads, or
+// their TypeScript specification).
 import { ropeTables, type OpenELM } from "../model.js";
 import { trace, type Trace } from "../trace.js";
-import { activationBackward, attentionBackward, crossEntropy, ropeBackward, rmsNormBackward } from "./backward.js";
+import { activationBackward, ropeBackward, rmsNormBackward } from "./backward.js";
 import type { Tensor } from "../weights.js";
+
+/** Run `f` on arena copies of `arrays` (allocated in the memory of the weight at `beside`, as kernels need), then free them. */
+function inArena<R>(model: OpenELM, beside: number, arrays: (Float32Array | Int32Array)[], f: (ptrs: number[]) => R): R {
+  const arena = model.arena, ptrs: number[] = [];
+  try {
+    for (const a of arrays) {
+      ptrs.push(arena.allocBeside(beside, a.byteLength, "training buffer"));
+      arena.bytes(ptrs.at(-1)!, a.byteLength).set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    }
+    return f(ptrs);
+  } finally {
+    ptrs.forEach((p, i) => arena.free(p, arrays[i]!.byteLength));
+  }
+}
+
+/**
+ * Mean cross-entropy of predicting ids[t + 1] from logits row t [T, V] (rows 0..T−2; the last row predicts
+ * nothing) on the model's kernels, and unless `gradient` is false its gradient dlogits [T, V]:
+ * (softmax − one-hot) / (T − 1) per row, the last row 0.
+ */
+export function crossEntropy(model: OpenELM, logits: Float32Array, ids: number[], gradient = true): { loss: number; dlogits: Float32Array } {
+  const V = model.config.vocabSize, n = ids.length - 1;
+  return inArena(model, model.weights.lmHead.ptr, [logits.subarray(0, n * V), Int32Array.from(ids.slice(1)), new Float32Array(n)], ([pLogits, pIds, pLosses]) => {
+    model.kernels.crossEntropy(pLogits!, pLogits!, pIds!, pLosses!, n, V, 1 / n); // in place: the logits become dlogits
+    let loss = 0;
+    for (const l of model.arena.floats(pLosses!, n)) loss += l;
+    const dlogits = new Float32Array(gradient ? (n + 1) * V : 0);
+    if (gradient) dlogits.set(model.arena.floats(pLogits!, n * V));
+    return { loss: loss / n, dlogits };
+  });
+}
 
 /** The loss of one sequence (mean cross-entropy of each next token) and its gradient per weight, by Hugging Face tensor name. */
 export interface LossAndGradients {
@@ -29,17 +61,13 @@ export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradient
   /** y[m×n] = x[m×k] · Wᵀ: dx[m×k] += dy · W and the weight's gradient += dyᵀ · x, on the kernels (arena copies beside W). */
   const linearBackward = (dy: Float32Array, x: Float32Array, t: Tensor, m: number, n: number, k: number, dx: Float32Array, name: string) => {
     f32(t);
-    const arena = model.arena, dw = grad(name, t);
-    const [pDy, pX, pDx, pDw] = [dy, x, dx, dw].map((v) => arena.allocBeside(t.ptr, v.byteLength, "gradient"));
-    try {
-      [dy, x, dx, dw].forEach((v, i) => arena.floats([pDy, pX, pDx, pDw][i]!, v.length).set(v));
+    const dw = grad(name, t);
+    inArena(model, t.ptr, [dy, x, dx, dw], ([pDy, pX, pDx, pDw]) => {
       model.kernels.matmulGradInput(pDx!, pDy!, t.ptr, m, n, k);
       model.kernels.matmulGradWeight(pDw!, pDy!, pX!, m, n, k);
-      dx.set(arena.floats(pDx!, dx.length));
-      dw.set(arena.floats(pDw!, dw.length));
-    } finally {
-      [dy, x, dx, dw].forEach((v, i) => arena.free([pDy, pX, pDx, pDw][i]!, v.byteLength));
-    }
+      dx.set(model.arena.floats(pDx!, dx.length));
+      dw.set(model.arena.floats(pDw!, dw.length));
+    });
   };
   /** x[m×k] · Wᵀ again (a forward product the backward pass needs and the trace does not keep). */
   const project = (x: Float32Array, t: Tensor, m: number, n: number, k: number): Float32Array => {
@@ -58,7 +86,7 @@ export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradient
   const { cos, sin } = ropeTables(T, hd, c.ropeFreqConstant);
 
   // loss and dlogits [T, V]
-  const { loss, dlogits } = crossEntropy(act("logits"), ids, V);
+  const { loss, dlogits } = crossEntropy(model, act("logits"), ids);
   // output head (the embeddings when shared): logits = norm · headᵀ → dnorm [T, D]
   const headName = c.shareInputOutput ? "transformer.token_embeddings.weight" : "lm_head.weight";
   const dnorm = new Float32Array(T * D);
@@ -93,7 +121,10 @@ export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradient
     linearBackward(dx, act("attn", l), L.outProj, T, D, nq * hd, dattn, p + "attn.out_proj.weight");
     // attention over the rotated queries and keys → dq, dk [T, heads, hd] (then rotated back), dv
     const dq = new Float32Array(T * nq * hd), dk = new Float32Array(T * nkv * hd), dv = new Float32Array(T * nkv * hd);
-    attentionBackward(dattn, act("q_rope", l), act("k_rope", l), act("v", l), T, nq, nkv, hd, dq, dk, dv);
+    inArena(model, L.qkvProj.ptr, [dq, dk, dv, dattn, act("q_rope", l), act("k_rope", l), act("v", l)], ([pDq, pDk, pDv, pDout, pQ, pK, pV]) => {
+      model.kernels.attentionBackward(pDq!, pDk!, pDv!, pDout!, pQ!, pK!, pV!, T, nq, nkv, hd);
+      [dq, dk, dv].forEach((g, i) => g.set(model.arena.floats([pDq, pDk, pDv][i]!, g.length)));
+    });
     ropeBackward(dq, cos, sin, T, nq, hd);
     ropeBackward(dk, cos, sin, T, nkv, hd);
     // QK-norm: its input is the projection's q and k, recomputed (one small product) instead of kept

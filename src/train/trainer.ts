@@ -3,9 +3,8 @@
 // the model's own f32 weights in the arena, which the next forward pass then uses.
 import type { OpenELM } from "../model.js";
 import { seededRandom } from "../generation/sampler.js";
-import { crossEntropy } from "./backward.js";
 import { sampleSequences } from "./data.js";
-import { lossAndGradients } from "./gradients.js";
+import { crossEntropy, lossAndGradients } from "./gradients.js";
 import { AdamW, clipGradients, learningRate, type AdamWOptions, type AdamWState } from "./optimizer.js";
 import type { Tensor } from "../weights.js";
 
@@ -91,12 +90,11 @@ export class Trainer {
 
   /** Mean cross-entropy over held-out windows (each of seqLen + 1 tokens), forward passes only. */
   heldOutLoss(windows: number[][]): number {
-    const V = this.model.config.vocabSize;
     let total = 0;
     for (const ids of windows) {
       const cache = this.model.newCache(ids.length);
       try {
-        total += crossEntropy(this.model.forward(cache, ids, { allPositions: true }), ids, V).loss;
+        total += crossEntropy(this.model, this.model.forward(cache, ids, { allPositions: true }), ids, false).loss;
       } finally {
         this.model.releaseCache(cache);
       }
