@@ -71,20 +71,23 @@ export class Trainer {
   trainStep(): StepResult {
     const o = this.opts, step = this.step + 1;
     const sequences = sampleSequences(this.tokens, o.seqLen, o.batch, seededRandom((o.seed * 1_000_003 + step) >>> 0));
-    // gradient accumulation: the mean over the batch of each sequence's mean loss and gradients
-    let loss = 0;
-    const grads = new Map<string, Float32Array>();
+    // gradient accumulation: the mean over the batch of each sequence's mean loss and gradients (the first
+    // sequence's arrays collect the sum)
+    let loss = 0, grads: Map<string, Float32Array> | undefined;
     for (const ids of sequences) {
       const r = lossAndGradients(this.model, ids);
       loss += r.loss / sequences.length;
-      for (const [name, g] of r.grads) {
-        const sum = grads.get(name) ?? grads.set(name, new Float32Array(g.length)).get(name)!;
-        for (let i = 0; i < g.length; i++) sum[i]! += g[i]! / sequences.length;
-      }
+      if (!grads) grads = r.grads;
+      else
+        for (const [name, g] of r.grads) {
+          const sum = grads.get(name)!;
+          for (let i = 0; i < g.length; i++) sum[i]! += g[i]!;
+        }
     }
-    const gradNorm = o.clip > 0 ? clipGradients(grads, o.clip) : clipGradients(grads, Infinity);
+    for (const g of grads!.values()) for (let i = 0; i < g.length; i++) g[i]! /= sequences.length;
+    const gradNorm = clipGradients(grads!, o.clip > 0 ? o.clip : Infinity);
     const lr = learningRate(step, { lr: o.lr, minLr: o.minLr, warmup: o.warmup, total: o.steps });
-    this.optimizer.update(this.parameters(), grads, lr);
+    this.optimizer.update(this.parameters(), grads!, lr);
     return { step, loss, gradNorm, lr, tokens: o.batch * o.seqLen };
   }
 
