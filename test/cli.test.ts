@@ -202,7 +202,7 @@ describe("bad input exits non-zero with one clear line", () => {
     ["a prompt longer than --context", () => ["generate", "--model", join(ORACLE, "elm-tiny-32k"), "--context", "256", "--prompt", "word ".repeat(300)], /prompt too long: 302 tokens, but the context holds 256 \(--context\)/ /* BOS, 300 words, a final "▁" */],
     ["an unknown dtype", () => ["info", "--model", gqa, "--dtype", "f64"], /--dtype: "f64" is not one of f32, f16, bf16/],
     ["an unknown option", () => ["info", "--model", gqa, "--frobnicate"], /Unknown option '--frobnicate'/],
-    ["an unknown command", () => ["train"], /unknown command "train"/],
+    ["an unknown command", () => ["transmogrify"], /unknown command "transmogrify"/],
     ["a top-p out of range", () => ["generate", "--prompt", "x", "--top-p", "2"], /--top-p: "2" is not a number in \(0, 1\]/],
     ["a malformed logit bias", () => ["generate", "--prompt", "x", "--logit-bias", "13=5"], /--logit-bias: "13=5" is not ID:BIAS/],
     ["a temperature that is not a number", () => ["generate", "--prompt", "x", "--temperature", "nan"], /--temperature: "nan" is not a number at least 0/],
