@@ -3,7 +3,7 @@
 // 128 and 1024, F32 and BF16, one thread and all; Q8_0, Q4_0 and Q4_K_M at 128 tokens with all threads),
 // each end-to-end configuration in its own `openelm bench` process so that peak memory is its own; writes
 // everything as JSON. The bound is memory bandwidth over each type's true bytes per token. Side by side
-// with llama.cpp: npm run bench:peers.
+// with llama.cpp: npm run bench:peers. Last, training tokens/s for a small model and the 270M shape.
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { configureV8 } from "openelm/node";
 import { kernelBenchmarks } from "./kernels.js";
 import { samplerBenchmarks } from "./sampler.js";
+import { trainingBenchmarks } from "./train.js";
 
 configureV8();
 const { values } = parseArgs({
@@ -77,5 +78,9 @@ if (yardstick) {
     console.log(`${" ".repeat(24)} ${t.padStart(7)} ${c.toFixed(1).padStart(19)} ${(probes.length ? probes[probes.length >> 1]!.toFixed(1) : "-").padStart(15)}`);
   }
 }
-writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), node: process.version, threads, kernels, sampler, endToEnd, c_read_loop_gb_s: yardstick }, null, 1));
+// training: `openelm train` for a few steps (the backward products' GFLOP/s are in the kernel table above)
+const training = trainingBenchmarks(threads);
+console.log("\ntraining (f32, sequences of 128)   parameters   batch   tok/s   peak RSS MB");
+for (const r of training) console.log(`${r.model.padEnd(34)} ${(r.parameters / 1e6).toFixed(1).padStart(9)}M ${String(r.batch).padStart(7)} ${r.tok_s.toFixed(1).padStart(7)} ${r.peak_rss_mb.toFixed(0).padStart(13)}`);
+writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), node: process.version, threads, kernels, sampler, endToEnd, c_read_loop_gb_s: yardstick, training }, null, 1));
 console.log(`\nwrote ${values.out}`);

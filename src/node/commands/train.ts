@@ -114,9 +114,11 @@ export async function train(args: string[]) {
     const trainer = new Trainer(model, corpus.train, o, optimizer);
     const log = (s: string) => process.stderr.write(s);
     log(`training on ${corpus.train.length.toLocaleString("en-US")} tokens (${corpus.documents.train} documents), ${heldOut.length} held-out windows of ${o.seqLen}; ${o.steps} steps of ${o.batch} × ${o.seqLen} tokens\n`);
-    let t0 = performance.now(), tokens = 0;
+    let t0 = performance.now(), tokens = 0, stepSeconds = 0, stepTokens = 0;
     while (trainer.step < until) {
-      const r = trainer.trainStep();
+      const s0 = performance.now(), r = trainer.trainStep();
+      stepSeconds += (performance.now() - s0) / 1000;
+      stepTokens += r.tokens;
       tokens += r.tokens;
       const point: LossPoint = { step: r.step, train: r.loss };
       const evaluate = r.step % state.evalEvery === 0 || r.step === until;
@@ -132,7 +134,8 @@ export async function train(args: string[]) {
       }
     }
     const last = state.history[state.history.length - 1];
-    if (v.json) console.log(JSON.stringify({ steps: trainer.step, loss: last?.train, held_out_loss: last?.heldOut, held_out_ppl: last?.heldOut === undefined ? undefined : Math.exp(last.heldOut), out }));
+    // tok_s: tokens over the time of the training steps alone (no evaluation, no saving)
+    if (v.json) console.log(JSON.stringify({ steps: trainer.step, loss: last?.train, held_out_loss: last?.heldOut, held_out_ppl: last?.heldOut === undefined ? undefined : Math.exp(last.heldOut), tok_s: stepTokens / stepSeconds, peak_rss_mb: process.resourceUsage().maxRSS / 1024, out }));
   } finally {
     await model.kernels.close();
   }
