@@ -129,8 +129,10 @@ describe("openelm train", () => {
     expect(history[0]!.train).toBeGreaterThan(Math.log(32000) - 0.5); // random start: about uniform over 32000 tokens
     expect(held[3]!).toBeLessThan(held[0]!);
     expect(history[19]!.train).toBeLessThan(history[0]!.train - 2);
-    const summary = JSON.parse(r.stdout) as { steps: number; held_out_ppl: number };
+    const summary = JSON.parse(r.stdout) as { steps: number; held_out_ppl: number; tok_s: number; peak_rss_mb: number };
     expect(summary.steps).toBe(20);
+    expect(summary.tok_s).toBeGreaterThan(1); // 40 tokens a step, well under a second each on any machine
+    expect(summary.peak_rss_mb).toBeGreaterThan(20);
     expect(summary.held_out_ppl).toBeCloseTo(Math.exp(held[3]!), 6);
     const g = spawnSync(process.execPath, [CLI, "generate", "--model", out, "--prompt", "The cat", "--max-new-tokens", "4"], { encoding: "utf8" });
     expect(g.status, g.stderr).toBe(0);
