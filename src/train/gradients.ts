@@ -70,17 +70,11 @@ export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradient
     });
   };
   /** x[m×k] · Wᵀ again (a forward product the backward pass needs and the trace does not keep). */
-  const project = (x: Float32Array, t: Tensor, m: number, n: number, k: number): Float32Array => {
-    const arena = model.arena, px = arena.allocBeside(t.ptr, x.byteLength, "x"), py = arena.allocBeside(t.ptr, m * n * 4, "y");
-    try {
-      arena.floats(px, x.length).set(x);
-      model.kernels.matmul(py, px, t.ptr, t.dtype, m, n, k);
-      return arena.floats(py, m * n).slice();
-    } finally {
-      arena.free(px, x.byteLength);
-      arena.free(py, m * n * 4);
-    }
-  };
+  const project = (x: Float32Array, t: Tensor, m: number, n: number, k: number): Float32Array =>
+    inArena(model, t.ptr, [x, new Float32Array(m * n)], ([px, py]) => {
+      model.kernels.matmul(py!, px!, t.ptr, t.dtype, m, n, k);
+      return model.arena.floats(py!, m * n).slice();
+    });
   const a: Trace = trace(model, ids); // every intermediate of the forward pass, all positions
   const act = (name: string, l?: number) => a[l === undefined ? name : `layers.${l}.${name}`]!.data;
   const { cos, sin } = ropeTables(T, hd, c.ropeFreqConstant);
