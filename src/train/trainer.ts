@@ -34,6 +34,34 @@ export interface StepResult {
   tokens: number;
 }
 
+/** A trainable weight: a view of its f32 values in the arena, its shape, and whether it is a matrix (weight decay applies). */
+export interface Parameter {
+  data: Float32Array;
+  matrix: boolean;
+  shape: number[];
+}
+
+/** Every weight of a model by Hugging Face name, as views of the arena (take them fresh: the arena may have grown since). */
+export function parameters(model: OpenELM): Map<string, Parameter> {
+  const w = model.weights, c = model.config, out = new Map<string, Parameter>();
+  const add = (name: string, t: Tensor | undefined) => t && out.set(name, { data: model.arena.floats(t.ptr, t.shape.reduce((a, b) => a * b, 1)), matrix: t.shape.length > 1, shape: t.shape });
+  add("transformer.token_embeddings.weight", w.tokenEmbeddings);
+  w.layers.forEach((L, l) => {
+    const p = `transformer.layers.${l}.`;
+    add(p + "attn_norm.weight", L.attnNorm);
+    add(p + "attn.qkv_proj.weight", L.qkvProj);
+    add(p + "attn.q_norm.weight", L.qNorm);
+    add(p + "attn.k_norm.weight", L.kNorm);
+    add(p + "attn.out_proj.weight", L.outProj);
+    add(p + "ffn_norm.weight", L.ffnNorm);
+    add(p + "ffn.proj_1.weight", L.proj1);
+    add(p + "ffn.proj_2.weight", L.proj2);
+  });
+  add("transformer.norm.weight", w.norm);
+  if (!c.shareInputOutput) add("lm_head.weight", w.lmHead);
+  return out;
+}
+
 export class Trainer {
   readonly optimizer: AdamW;
 
@@ -44,27 +72,6 @@ export class Trainer {
 
   get step(): number {
     return this.optimizer.state.step;
-  }
-
-  /** Every weight by Hugging Face name, as a view of the arena (taken fresh: the arena may have grown). */
-  parameters(): Map<string, { data: Float32Array; matrix: boolean; shape: number[] }> {
-    const w = this.model.weights, c = this.model.config, out = new Map<string, { data: Float32Array; matrix: boolean; shape: number[] }>();
-    const add = (name: string, t: Tensor | undefined) => t && out.set(name, { data: this.model.arena.floats(t.ptr, t.shape.reduce((a, b) => a * b, 1)), matrix: t.shape.length > 1, shape: t.shape });
-    add("transformer.token_embeddings.weight", w.tokenEmbeddings);
-    w.layers.forEach((L, l) => {
-      const p = `transformer.layers.${l}.`;
-      add(p + "attn_norm.weight", L.attnNorm);
-      add(p + "attn.qkv_proj.weight", L.qkvProj);
-      add(p + "attn.q_norm.weight", L.qNorm);
-      add(p + "attn.k_norm.weight", L.kNorm);
-      add(p + "attn.out_proj.weight", L.outProj);
-      add(p + "ffn_norm.weight", L.ffnNorm);
-      add(p + "ffn.proj_1.weight", L.proj1);
-      add(p + "ffn.proj_2.weight", L.proj2);
-    });
-    add("transformer.norm.weight", w.norm);
-    if (!c.shareInputOutput) add("lm_head.weight", w.lmHead);
-    return out;
   }
 
   /** One optimizer step. Its sequences come from a generator seeded by (seed, step), so a resumed run sees what an uninterrupted one would. */
@@ -87,7 +94,7 @@ export class Trainer {
     for (const g of grads!.values()) for (let i = 0; i < g.length; i++) g[i]! /= sequences.length;
     const gradNorm = clipGradients(grads!, o.clip > 0 ? o.clip : Infinity);
     const lr = learningRate(step, { lr: o.lr, minLr: o.minLr, warmup: o.warmup, total: o.steps });
-    this.optimizer.update(this.parameters(), grads!, lr);
+    this.optimizer.update(parameters(this.model), grads!, lr);
     return { step, loss, gradNorm, lr, tokens: o.batch * o.seqLen };
   }
 

@@ -11,7 +11,8 @@ import { expectedTensors } from "../../weights.js";
 import { tokenizeCorpus, windows, type TokenCorpus } from "../../train/data.js";
 import type { AdamWState } from "../../train/optimizer.js";
 import { lossCurveSvg, type LossPoint } from "../../train/plot.js";
-import { Trainer, type TrainingOptions } from "../../train/trainer.js";
+import { Trainer, parameters, type TrainingOptions } from "../../train/trainer.js";
+import type { OpenELM } from "../../model.js";
 import { loadCorpus } from "../corpus.js";
 import { fileSource } from "../files.js";
 import { loadModelFromFolder, loadTokenizerFromFolder } from "../index.js";
@@ -164,15 +165,14 @@ async function startFromCheckpoint(dir: string, out: string) {
   const model = await loadModelFromFolder(dir, { dtype: "f32" });
   try {
     await copyFile(join(dir, "config.json"), join(out, "config.json"));
-    const trainer = new Trainer(model, new Int32Array(0), { steps: 1, batch: 1, seqLen: 1, lr: 0, minLr: 0, warmup: 0, clip: 0, seed: 0 });
-    await writeFile(join(out, "model.safetensors"), weightsFile(trainer));
+    await writeFile(join(out, "model.safetensors"), weightsFile(model));
   } finally {
     await model.kernels.close();
   }
 }
 
-const weightsFile = (trainer: Trainer) =>
-  encodeSafetensors([...trainer.parameters()].map(([name, p]) => ({ name, dtype: "f32" as const, shape: p.shape, data: new Uint8Array(p.data.slice().buffer) })));
+const weightsFile = (model: OpenELM) =>
+  encodeSafetensors([...parameters(model)].map(([name, p]) => ({ name, dtype: "f32" as const, shape: p.shape, data: new Uint8Array(p.data.slice().buffer) })));
 
 /** The weights, the optimizer's moments, the state and the loss curve; each file replaced whole (written aside, then renamed). */
 async function save(out: string, trainer: Trainer, state: State) {
@@ -180,8 +180,8 @@ async function save(out: string, trainer: Trainer, state: State) {
     await writeFile(join(out, `${name}.part`), data);
     await rename(join(out, `${name}.part`), join(out, name));
   };
-  const s = trainer.optimizer.state, params = trainer.parameters();
-  await put("model.safetensors", weightsFile(trainer));
+  const s = trainer.optimizer.state, params = parameters(trainer.model);
+  await put("model.safetensors", weightsFile(trainer.model));
   await put(OPTIMIZER, encodeSafetensors(
     [...s.m.keys()].flatMap((name) => [
       { name: `m.${name}`, dtype: "f32" as const, shape: params.get(name)!.shape, data: new Uint8Array(s.m.get(name)!.buffer) },
