@@ -10,8 +10,12 @@ import { describe, expect, it } from "vitest";
 import { fileSource } from "../src/node/files.js";
 import { loadModelFromFolder } from "../src/node/index.js";
 import { readTrace } from "../src/trace.js";
+import { encodeSafetensors } from "../src/formats/safetensors.js";
 import { lossAndGradients } from "../src/train/gradients.js";
 import { AdamW, clipGradients, learningRate } from "../src/train/optimizer.js";
+import { readState } from "../src/node/commands/train.js";
+import { UsageError } from "../src/node/commands/args.js";
+import fc from "fast-check";
 import { lossCurveSvg } from "../src/train/plot.js";
 import { ROOT } from "./helpers/oracle.js";
 
@@ -150,10 +154,38 @@ describe("openelm train", () => {
     expect(losses(parts)).toEqual(losses(whole));
   });
 
+  it("a damaged training-state.json is named, never trusted (fast-check over mutations of a real one)", () => {
+    const good = { options: { steps: 6, batch: 2, seqLen: 16, lr: 0.01, minLr: 0.001, warmup: 1, clip: 1, seed: 3, adamw: { weightDecay: 0.1 } }, corpus: "c.txt", evalEvery: 5, evalWindows: 4, saveEvery: 5,
+      history: [{ step: 1, train: 10.2 }, { step: 2, train: 9.9, heldOut: 10 }] };
+    expect(readState(JSON.stringify(good), "s.json")).toEqual(good);
+    const value = fc.oneof(fc.constant(undefined), fc.constant(null), fc.integer({ min: -3, max: 3 }), fc.double(), fc.string({ maxLength: 4 }), fc.constant([]), fc.constant({}));
+    const paths = ["options", "options.steps", "options.lr", "options.warmup", "options.seed", "options.adamw", "corpus", "evalEvery", "saveEvery", "history", "history.0", "history.0.step", "history.1.train", "history.1.heldOut"];
+    fc.assert(fc.property(fc.constantFrom(...paths), value, (path, v) => {
+      const state = structuredClone(good) as Record<string, unknown>, keys = path.split(".");
+      let at = state as Record<string, unknown>;
+      for (const k of keys.slice(0, -1)) at = at[k] as Record<string, unknown>;
+      if (v === undefined) delete at[keys.at(-1)!];
+      else at[keys.at(-1)!] = v;
+      try {
+        const s = readState(JSON.stringify(state), "s.json");
+        expect(s.options.steps).toBeGreaterThanOrEqual(s.history.length); // what it accepts is consistent
+      } catch (e) {
+        expect(e, String(e)).toBeInstanceOf(UsageError);
+        expect((e as Error).message).toMatch(/^s\.json: /);
+      }
+    }), { numRuns: 400 });
+    expect(() => readState("{ not json", "s.json")).toThrow(/s\.json/);
+  });
+
   it("says what is wrong with its options", () => {
     expect(run("--corpus", corpus, "--out", join(dir, "x")).stderr).toMatch(/give exactly one of --config/);
     expect(run("--config", config, "--corpus", corpus).stderr).toMatch(/--out DIR is required/);
     expect(run("--resume", "--out", join(dir, "nothing")).stderr).toMatch(/nothing to resume/);
     expect(run(...common, "--out", join(dir, "y"), "--lr", "0").stderr).toMatch(/--lr: "0" is not a number/);
+    // a run whose optimizer state lost its moments: resuming would silently restart Adam, so it refuses
+    const broken = join(dir, "broken");
+    expect(run(...common, "--steps", "4", "--until", "2", "--out", broken).status).toBe(0);
+    writeFileSync(join(broken, "optimizer.safetensors"), encodeSafetensors([]));
+    expect(run("--resume", "--out", broken).stderr).toMatch(/optimizer\.safetensors: the moments of transformer\.\S+ are missing or the wrong size/);
   });
 });

@@ -2,7 +2,7 @@
 // writing an ordinary Hugging Face-layout checkpoint that every other command loads, with the optimizer's
 // state beside it so that a stopped run resumes where it was.
 import { copyFile, mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig } from "../../config.js";
 import { encodeSafetensors } from "../../formats/safetensors.js";
@@ -17,6 +17,7 @@ import { loadCorpus } from "../corpus.js";
 import { fileSource } from "../files.js";
 import { loadModelFromFolder, loadTokenizerFromFolder } from "../index.js";
 import { readHeader } from "../../formats/safetensors.js";
+import { parseJsonObject } from "../../formats/json.js";
 import { UsageError, parse, parseInteger, parseNumber } from "./args.js";
 
 export const HELP = {
@@ -53,10 +54,21 @@ const STATE = "training-state.json", OPTIMIZER = "optimizer.safetensors", TOKENS
 async function corpusTokens(out: string, source: string, seed: number): Promise<TokenCorpus> {
   const path = join(out, TOKENS);
   if (existsSync(path)) {
-    const saved = JSON.parse(await readFile(path, "utf8")) as Omit<TokenCorpus, "train" | "heldOut"> & { source: string; seed: number; train: string; heldOut: string };
-    if (saved.source === source && saved.seed === seed) {
-      const ids = (b64: string) => { const b = Buffer.from(b64, "base64"); return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4).slice(); };
-      return { ...saved, train: ids(saved.train), heldOut: ids(saved.heldOut) };
+    // a cache: one that does not parse, or was made from another corpus or seed, is made again
+    const saved = (() => {
+      try {
+        return JSON.parse(readFileSync(path, "utf8")) as Omit<TokenCorpus, "train" | "heldOut"> & { source: string; seed: number; train: string; heldOut: string };
+      } catch {
+        return undefined;
+      }
+    })();
+    const ids = (b64: unknown) => {
+      const b = Buffer.from(typeof b64 === "string" ? b64 : "", "base64");
+      return new Int32Array(b.buffer, b.byteOffset, b.byteLength >> 2).slice();
+    };
+    if (saved?.source === source && saved.seed === seed && Number.isSafeInteger(saved.vocabSize)) {
+      const corpus = { ...saved, train: ids(saved.train), heldOut: ids(saved.heldOut) };
+      if (corpus.train.length > 0 && corpus.heldOut.length > 0) return corpus;
     }
   }
   process.stderr.write(`tokenizing ${source} ...\n`);
@@ -82,7 +94,7 @@ export async function train(args: string[]) {
   let state: State, optimizer: AdamWState | undefined;
   if (v.resume) {
     if (!existsSync(join(out, STATE))) throw new UsageError(`--resume: ${join(out, STATE)} does not exist (nothing to resume in ${out})`);
-    state = JSON.parse(await readFile(join(out, STATE), "utf8")) as State;
+    state = readState(await readFile(join(out, STATE), "utf8"), join(out, STATE));
     optimizer = await readOptimizer(join(out, OPTIMIZER), state.history.length); // one point of history per step
     // --steps may extend a finished run; the rest of the options are the run's own
     state.options.steps = parseInteger("steps", v.steps, state.options.steps, 1)!;
@@ -112,6 +124,11 @@ export async function train(args: string[]) {
     if (corpus.vocabSize > model.config.vocabSize)
       throw new UsageError(`the corpus's tokenizer has ${corpus.vocabSize} tokens and the model's vocabulary ${model.config.vocabSize} (vocab_size in config.json)`);
     const heldOut = windows(corpus.heldOut, o.seqLen).slice(0, state.evalWindows);
+    if (optimizer)
+      for (const [name, p] of parameters(model)) {
+        const m = optimizer.m.get(name), v = optimizer.v.get(name);
+        if (m?.length !== p.data.length || v?.length !== p.data.length) throw new UsageError(`${join(out, OPTIMIZER)}: the moments of ${name} are missing or the wrong size for the model in ${out}`);
+      }
     const trainer = new Trainer(model, corpus.train, o, optimizer);
     const log = (s: string) => process.stderr.write(s);
     log(`training on ${corpus.train.length.toLocaleString("en-US")} tokens (${corpus.documents.train} documents), ${heldOut.length} held-out windows of ${o.seqLen}; ${o.steps} steps of ${o.batch} × ${o.seqLen} tokens\n`);
@@ -192,10 +209,42 @@ async function save(out: string, trainer: Trainer, state: State) {
   await put("loss-curve.svg", lossCurveSvg(state.history, `openelm train: ${state.corpus}, ${state.options.batch} × ${state.options.seqLen} tokens per step`));
 }
 
+/** training-state.json, checked field by field: a damaged file is named, not trusted. */
+export function readState(text: string, file: string): State {
+  const raw = parseJsonObject(text, file);
+  const bad = (field: string, what: string): never => {
+    throw new UsageError(`${file}: "${field}" must be ${what} (the file is damaged; start the run again without --resume)`);
+  };
+  const int = (v: unknown, field: string, min: number) => (Number.isSafeInteger(v) && (v as number) >= min ? (v as number) : bad(field, `an integer ≥ ${min}`));
+  const num = (v: unknown, field: string, min: number) => (typeof v === "number" && Number.isFinite(v) && v >= min ? v : bad(field, `a number ≥ ${min}`));
+  const o = (typeof raw.options === "object" && raw.options !== null && !Array.isArray(raw.options) ? raw.options : bad("options", "an object")) as Record<string, unknown>;
+  const adamw = o.adamw as { weightDecay?: unknown } | undefined;
+  const options: TrainingOptions = {
+    steps: int(o.steps, "options.steps", 1), batch: int(o.batch, "options.batch", 1), seqLen: int(o.seqLen, "options.seqLen", 1),
+    lr: num(o.lr, "options.lr", 0), minLr: num(o.minLr, "options.minLr", 0), warmup: int(o.warmup, "options.warmup", 0),
+    clip: num(o.clip, "options.clip", 0), seed: int(o.seed, "options.seed", 0),
+    adamw: { weightDecay: num(adamw?.weightDecay ?? 0.1, "options.adamw.weightDecay", 0) },
+  };
+  if (!Array.isArray(raw.history)) bad("history", "an array");
+  const history = (raw.history as unknown[]).map((p, i): LossPoint => {
+    const q = (typeof p === "object" && p !== null ? p : bad(`history[${i}]`, "an object")) as Record<string, unknown>;
+    if (q.step !== i + 1) bad(`history[${i}].step`, `${i + 1}`);
+    const point: LossPoint = { step: i + 1, train: num(q.train, `history[${i}].train`, 0) };
+    if (q.heldOut !== undefined) point.heldOut = num(q.heldOut, `history[${i}].heldOut`, 0);
+    return point;
+  });
+  if (history.length > options.steps) bad("history", `at most options.steps (${options.steps}) points long`);
+  return {
+    options, history, corpus: typeof raw.corpus === "string" ? raw.corpus : bad("corpus", "a string"),
+    evalEvery: int(raw.evalEvery, "evalEvery", 1), evalWindows: int(raw.evalWindows, "evalWindows", 1), saveEvery: int(raw.saveEvery, "saveEvery", 1),
+  };
+}
+
 /** The optimizer's moments from optimizer.safetensors, after `step` steps. */
 async function readOptimizer(path: string, step: number): Promise<AdamWState> {
   const m = new Map<string, Float32Array>(), v = new Map<string, Float32Array>();
   for (const e of await readHeader(await fileSource(path))) {
+    if (e.dtype !== "f32" || !/^[mv]\./.test(e.name)) throw new UsageError(`${path}: tensor "${e.name}" (${e.dtype}) is not an f32 moment "m.NAME" or "v.NAME"`);
     const data = new Float32Array(e.bytes / 4);
     await e.read(0, new Uint8Array(data.buffer));
     (e.name.startsWith("m.") ? m : v).set(e.name.slice(2), data);
