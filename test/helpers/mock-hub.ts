@@ -106,6 +106,9 @@ export class MockHub {
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // one request per connection: a client in this process that reused a kept-alive socket raced its
+    // closing and met ECONNRESET on a POST (which fetch does not retry); real hubs are not in-process
+    res.setHeader("Connection", "close");
     const url = new URL(req.url!, this.url);
     this.log.push({ method: req.method!, url: req.url!, range: req.headers.range, authorization: req.headers.authorization });
     const fail = (status: number, code: string, message: string) =>
