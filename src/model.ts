@@ -5,8 +5,7 @@
 import type { Arena } from "./arena.js";
 import type { OpenELMConfig } from "./config.js";
 import { rowBytes } from "./dtype.js";
-import { matmulWorkspace, type Kernels } from "./kernels/types.js";
-import { GRAD_SCRATCH } from "./kernels/pool.js";
+import { kernelWorkspace, type Kernels } from "./kernels/types.js";
 import type { Weights } from "./weights.js";
 
 const F = 4; // bytes per float32
@@ -123,8 +122,7 @@ export class OpenELM {
     const floats = Object.entries(bufferFloats(config, this.ropePositions, maxRows)) as [BufferName, number][];
     this.buf = Object.fromEntries(floats.map(([name, n]) => [name, arena.alloc(n * F, name)])) as Record<BufferName, number>;
     this.writeRope();
-    // training's backward products also take GRAD_SCRATCH per thread (more than the products need only for tiny models)
-    const ws = Math.max(OpenELM.workspaceBytes(config, maxRows), GRAD_SCRATCH * ((kernels as { threads?: number }).threads ?? 1));
+    const ws = OpenELM.workspaceBytes(config, maxRows, (kernels as { threads?: number }).threads ?? 1);
     kernels.workspace(arena.alloc(ws, "kernel workspace"), ws);
   }
 
@@ -140,8 +138,8 @@ export class OpenELM {
   }
 
   /** The kernels' workspace: activations are quantized or reordered into it before a product (the longest rows are the FFN's or attention's). */
-  private static workspaceBytes(c: OpenELMConfig, maxRows: number): number {
-    return matmulWorkspace(maxRows, Math.max(c.modelDim, ...c.ffnDims, ...c.numQueryHeads.map((q) => q * c.headDim)));
+  private static workspaceBytes(c: OpenELMConfig, maxRows: number, threads = 1): number {
+    return kernelWorkspace(maxRows, Math.max(c.modelDim, ...c.ffnDims, ...c.numQueryHeads.map((q) => q * c.headDim)), threads);
   }
 
   private writeRope(): void {

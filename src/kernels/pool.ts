@@ -24,8 +24,6 @@ export const GENERATION = 0, DONE = 1, SLEEPERS = 2, READY = 3, OP = 4, MEMORY =
 export const ARGS_BYTE = 64, MAX_ARGS = 16;
 /** The kernel a job in the control block runs on every thread. */
 export enum Op { Matmul = 1, Attention = 2, Read = 3, GradInput = 4, GradWeight = 5, CrossEntropy = 6, AttentionBackward = 7, Stop = 9 }
-/** Workspace bytes each thread's slice of matmulGradInput or matmulGradWeight copies a strip of an operand into (kernels/backward.ts). */
-export const GRAD_SCRATCH = 8192;
 /** Workspace bytes each thread's slice of attentionBackward keeps a query row's P and dP in: two rows of T floats, 16-byte aligned (within GRAD_SCRATCH up to T = 1024). */
 export const attentionBackwardScratch = (T: number) => 2 * Math.ceil(T / 4) * 16;
 

@@ -6,6 +6,10 @@ import type { DType, FloatType } from "../dtype.js";
 export const quantWorkspace = (rows: number, k: number) => rows * (k + (k / 32) * 4 + (k / 16) * 4);
 /** Workspace bytes any product of `rows` × `k` activations needs: the most of quantized x and x packed in f32 blocks of 4 rows. */
 export const matmulWorkspace = (rows: number, k: number) => Math.max(quantWorkspace(rows, k), 16 * Math.ceil(rows / 4) * k);
+/** Workspace bytes each thread's slice of matmulGradInput or matmulGradWeight copies a strip of an operand into (kernels/backward.ts). */
+export const GRAD_SCRATCH = 8192;
+/** Workspace bytes a model needs: its products' (rows × k activations) and, per thread, training's backward products'. */
+export const kernelWorkspace = (rows: number, k: number, threads: number) => Math.max(matmulWorkspace(rows, k), GRAD_SCRATCH * threads);
 import type { Activation } from "../config.js";
 
 /** The operations the model runs, on byte offsets into the arena; implemented in TypeScript (reference) and WebAssembly. */

@@ -3,8 +3,8 @@
 import type { Activation } from "../config.js";
 import { DTYPE_CODE, isKQuant, isQuantized, tensorBytes, type DType, type FloatType } from "../dtype.js";
 import { dequantizeRow } from "../formats/blocks.js";
-import { GRAD_SCRATCH, Op, attentionBackwardScratch, slice, type ThreadPool } from "./pool.js";
-import { matmulWorkspace, quantWorkspace, type Kernels } from "./types.js";
+import { Op, attentionBackwardScratch, slice, type ThreadPool } from "./pool.js";
+import { GRAD_SCRATCH, matmulWorkspace, quantWorkspace, type Kernels } from "./types.js";
 import { readRows } from "./reference.js";
 
 /** The exports of kernels/index.ts. */

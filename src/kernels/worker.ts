@@ -1,6 +1,7 @@
 // The loop each worker thread runs: wait for a job in the control block, run its slice, report done.
 // Host entry points (src/node/worker.ts, src/kernels/web-worker.ts) call runWorker with the first message.
-import { ARGS_BYTE, DONE, FAILED, GENERATION, GRAD_SCRATCH, MAX_ARGS, MEMORY, OP, Op, READY, SLEEPERS, slice, type WorkerInit } from "./pool.js";
+import { ARGS_BYTE, DONE, FAILED, GENERATION, MAX_ARGS, MEMORY, OP, Op, READY, SLEEPERS, slice, type WorkerInit } from "./pool.js";
+import { GRAD_SCRATCH } from "./types.js";
 import type { WasmExports } from "./wasm.js";
 
 const SPIN = 1 << 20; // polls before sleeping: about a millisecond
