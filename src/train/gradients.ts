@@ -24,19 +24,74 @@ function inArena<R>(model: OpenELM, beside: number, arrays: (Float32Array | Int3
 
 /**
  * Mean cross-entropy of predicting ids[t + 1] from logits row t [T, V] (rows 0..T−2; the last row predicts
- * nothing) on the model's kernels, and unless `gradient` is false its gradient dlogits [T, V]:
- * (softmax − one-hot) / (T − 1) per row, the last row 0.
+ * nothing), on the model's kernels. `backward`, if given, runs while the gradient of `scale` × that loss,
+ * dlogits [T−1, V] = (softmax − one-hot)·scale/(T−1), is in the arena at the pointer it is passed.
  */
-export function crossEntropy(model: OpenELM, logits: Float32Array, ids: number[], gradient = true): { loss: number; dlogits: Float32Array } {
+export function crossEntropy(model: OpenELM, logits: Float32Array, ids: number[], scale = 1, backward?: (pDlogits: number, rows: number) => void): number {
   const V = model.config.vocabSize, n = ids.length - 1;
   return inArena(model, model.weights.lmHead.ptr, [logits.subarray(0, n * V), Int32Array.from(ids.slice(1)), new Float32Array(n)], ([pLogits, pIds, pLosses]) => {
-    model.kernels.crossEntropy(pLogits!, pLogits!, pIds!, pLosses!, n, V, 1 / n); // in place: the logits become dlogits
+    model.kernels.crossEntropy(pLogits!, pLogits!, pIds!, pLosses!, n, V, scale / n); // in place: the logits become dlogits
     let loss = 0;
     for (const l of model.arena.floats(pLosses!, n)) loss += l;
-    const dlogits = new Float32Array(gradient ? (n + 1) * V : 0);
-    if (gradient) dlogits.set(model.arena.floats(pLogits!, n * V));
-    return { loss: loss / n, dlogits };
+    backward?.(pLogits!, n);
+    return loss / n;
   });
+}
+
+/** Every trainable weight of a model by Hugging Face name (the head only when it is not the embeddings). */
+export function namedWeights(model: OpenELM): Map<string, Tensor> {
+  const w = model.weights, out = new Map<string, Tensor>();
+  const add = (name: string, t: Tensor | undefined) => t && out.set(name, t);
+  add("transformer.token_embeddings.weight", w.tokenEmbeddings);
+  w.layers.forEach((L, l) => {
+    const p = `transformer.layers.${l}.`;
+    add(p + "attn_norm.weight", L.attnNorm);
+    add(p + "attn.qkv_proj.weight", L.qkvProj);
+    add(p + "attn.q_norm.weight", L.qNorm);
+    add(p + "attn.k_norm.weight", L.kNorm);
+    add(p + "attn.out_proj.weight", L.outProj);
+    add(p + "ffn_norm.weight", L.ffnNorm);
+    add(p + "ffn.proj_1.weight", L.proj1);
+    add(p + "ffn.proj_2.weight", L.proj2);
+  });
+  add("transformer.norm.weight", w.norm);
+  if (!model.config.shareInputOutput) add("lm_head.weight", w.lmHead);
+  return out;
+}
+
+const count = (t: Tensor) => t.shape.reduce((a, b) => a * b, 1);
+
+/**
+ * A gradient accumulator per weight, in the arena beside the weight (the backward kernels add into them
+ * in place, so a batch's gradients sum without copies). Free them when done.
+ */
+export class Gradients {
+  readonly at = new Map<string, { ptr: number; length: number }>();
+
+  constructor(readonly model: OpenELM) {
+    for (const [name, t] of namedWeights(model)) this.at.set(name, { ptr: model.arena.allocBeside(t.ptr, count(t) * 4, `the gradient of ${name}`), length: count(t) });
+    this.zero();
+  }
+
+  /** A view of one gradient (take it fresh: the arena may have grown since). */
+  view(name: string): Float32Array {
+    const g = this.at.get(name)!;
+    return this.model.arena.floats(g.ptr, g.length);
+  }
+
+  /** Views of every gradient, by name (valid until the arena grows). */
+  views(): Map<string, Float32Array> {
+    return new Map([...this.at.keys()].map((name) => [name, this.view(name)]));
+  }
+
+  zero(): void {
+    for (const name of this.at.keys()) this.view(name).fill(0);
+  }
+
+  free(): void {
+    for (const g of this.at.values()) this.model.arena.free(g.ptr, g.length * 4);
+    this.at.clear();
+  }
 }
 
 /** The loss of one sequence (mean cross-entropy of each next token) and its gradient per weight, by Hugging Face tensor name. */
@@ -45,50 +100,64 @@ export interface LossAndGradients {
   grads: Map<string, Float32Array>;
 }
 
-/**
- * Mean cross-entropy of predicting ids[1..] from ids[..T−1] and the gradient of every weight (by Hugging
- * Face name; the tied embeddings collect the head's gradient too). The model's weights must be f32.
- */
+/** One sequence's loss and gradients as plain arrays (see accumulateGradients). */
 export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradients {
+  const grads = new Gradients(model);
+  try {
+    const loss = accumulateGradients(model, ids, grads);
+    return { loss, grads: new Map([...grads.views()].map(([name, g]) => [name, g.slice()])) };
+  } finally {
+    grads.free();
+  }
+}
+
+/**
+ * Mean cross-entropy of predicting ids[1..] from ids[..T−1]; adds `scale` × its gradient to `grads` (the
+ * tied embeddings collect the head's gradient too). The model's weights must be f32.
+ */
+export function accumulateGradients(model: OpenELM, ids: number[], grads: Gradients, scale = 1): number {
   const c = model.config, w = model.weights, T = ids.length, D = c.modelDim, hd = c.headDim, V = c.vocabSize, eps = c.normEps;
   if (T < 2) throw new RangeError(`lossAndGradients: a sequence of ${T} token(s) predicts nothing; give at least 2`);
   const f32 = (t: Tensor) => {
     if (t.dtype !== "f32") throw new TypeError(`training needs f32 weights, and this model holds ${t.dtype} (load it with dtype "f32")`);
   };
-  const weight = (t: Tensor): Float32Array => (f32(t), model.arena.floats(t.ptr, t.shape.reduce((a, b) => a * b, 1)).slice());
-  const grads = new Map<string, Float32Array>();
-  const grad = (name: string, t: Tensor) => grads.get(name) ?? grads.set(name, new Float32Array(t.shape.reduce((a, b) => a * b, 1))).get(name)!;
+  const weight = (t: Tensor): Float32Array => (f32(t), model.arena.floats(t.ptr, count(t)).slice());
+  const grad = (name: string) => grads.at.get(name)!.ptr;
   /** y[m×n] = x[m×k] · Wᵀ: dx[m×k] += dy · W and the weight's gradient += dyᵀ · x, on the kernels (arena copies beside W). */
   const linearBackward = (dy: Float32Array, x: Float32Array, t: Tensor, m: number, n: number, k: number, dx: Float32Array, name: string) => {
     f32(t);
-    const dw = grad(name, t);
-    inArena(model, t.ptr, [dy, x, dx, dw], ([pDy, pX, pDx, pDw]) => {
+    inArena(model, t.ptr, [dy, x, dx], ([pDy, pX, pDx]) => {
       model.kernels.matmulGradInput(pDx!, pDy!, t.ptr, m, n, k);
-      model.kernels.matmulGradWeight(pDw!, pDy!, pX!, m, n, k);
+      model.kernels.matmulGradWeight(grad(name), pDy!, pX!, m, n, k);
       dx.set(model.arena.floats(pDx!, dx.length));
-      dw.set(model.arena.floats(pDw!, dw.length));
     });
   };
-  /** x[m×k] · Wᵀ again (a forward product the backward pass needs and the trace does not keep). */
+  /** x[m×k] · Wᵀ again (a forward product the backward pass needs and the trace does not keep), in passes of at most maxRows rows as the model's workspace allows. */
   const project = (x: Float32Array, t: Tensor, m: number, n: number, k: number): Float32Array =>
     inArena(model, t.ptr, [x, new Float32Array(m * n)], ([px, py]) => {
-      model.kernels.matmul(py!, px!, t.ptr, t.dtype, m, n, k);
+      for (let r = 0; r < m; r += model.maxRows)
+        model.kernels.matmul(py! + r * n * 4, px! + r * k * 4, t.ptr, t.dtype, Math.min(model.maxRows, m - r), n, k);
       return model.arena.floats(py!, m * n).slice();
     });
   const a: Trace = trace(model, ids); // every intermediate of the forward pass, all positions
   const act = (name: string, l?: number) => a[l === undefined ? name : `layers.${l}.${name}`]!.data;
   const { cos, sin } = ropeTables(T, hd, c.ropeFreqConstant);
 
-  // loss and dlogits [T, V]
-  const { loss, dlogits } = crossEntropy(model, act("logits"), ids);
-  // output head (the embeddings when shared): logits = norm · headᵀ → dnorm [T, D]
+  // loss, and through dlogits [T−1, V] the output head (the embeddings when shared): logits = norm · headᵀ → dnorm [T, D]
   const headName = c.shareInputOutput ? "transformer.token_embeddings.weight" : "lm_head.weight";
   const dnorm = new Float32Array(T * D);
-  linearBackward(dlogits, act("norm"), w.lmHead, T, V, D, dnorm, headName);
+  f32(w.lmHead);
+  const loss = crossEntropy(model, act("logits"), ids, scale, (pDlogits, n) =>
+    inArena(model, w.lmHead.ptr, [act("norm").subarray(0, n * D), dnorm], ([pNorm, pDnorm]) => {
+      model.kernels.matmulGradInput(pDnorm!, pDlogits, w.lmHead.ptr, n, V, D);
+      model.kernels.matmulGradWeight(grad(headName), pDlogits, pNorm!, n, V, D);
+      dnorm.set(model.arena.floats(pDnorm!, dnorm.length));
+    }),
+  );
   // final norm → dx [T, D], the gradient of the residual stream
   const last = c.numLayers - 1;
   const dx = new Float32Array(T * D);
-  rmsNormBackward(dnorm, act("resid_ffn", last), weight(w.norm), T, D, eps, dx, grad("transformer.norm.weight", w.norm));
+  rmsNormBackward(dnorm, act("resid_ffn", last), weight(w.norm), T, D, eps, dx, grads.view("transformer.norm.weight"));
 
   for (let l = last; l >= 0; l--) {
     const L = w.layers[l]!, p = `transformer.layers.${l}.`, nq = c.numQueryHeads[l]!, nkv = c.numKvHeads[l]!, ffn = c.ffnDims[l]!;
@@ -108,7 +177,7 @@ export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradient
     const dffnNorm = new Float32Array(T * D);
     linearBackward(dffn, act("ffn_norm", l), L.proj1, T, width, D, dffnNorm, p + "ffn.proj_1.weight");
     // FFN pre-norm: the residual stream before it gets this branch's gradient too
-    rmsNormBackward(dffnNorm, act("resid_attn", l), weight(L.ffnNorm), T, D, eps, dx, grad(p + "ffn_norm.weight", L.ffnNorm));
+    rmsNormBackward(dffnNorm, act("resid_attn", l), weight(L.ffnNorm), T, D, eps, dx, grads.view(p + "ffn_norm.weight"));
 
     // out projection (the attention's residual branch): dattn [T, nq·hd]
     const dattn = new Float32Array(T * nq * hd);
@@ -132,8 +201,8 @@ export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradient
       }
       dqIn = new Float32Array(T * nq * hd);
       dkIn = new Float32Array(T * nkv * hd);
-      rmsNormBackward(dq, qIn, weight(L.qNorm), T * nq, hd, eps, dqIn, grad(p + "attn.q_norm.weight", L.qNorm));
-      rmsNormBackward(dk, kIn, weight(L.kNorm), T * nkv, hd, eps, dkIn, grad(p + "attn.k_norm.weight", L.kNorm));
+      rmsNormBackward(dq, qIn, weight(L.qNorm), T * nq, hd, eps, dqIn, grads.view(p + "attn.q_norm.weight"));
+      rmsNormBackward(dk, kIn, weight(L.kNorm), T * nkv, hd, eps, dkIn, grads.view(p + "attn.k_norm.weight"));
     }
     // fused projection: dqkv [T, (nq + 2·nkv)·hd] = dq | dk | dv per row → dattnNorm [T, D]
     const dqkv = new Float32Array(T * qkvWidth), dattnNorm = new Float32Array(T * D);
@@ -144,12 +213,12 @@ export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradient
     }
     linearBackward(dqkv, attnNorm, L.qkvProj, T, qkvWidth, D, dattnNorm, p + "attn.qkv_proj.weight");
     // attention pre-norm: its input is the layer's input (the previous layer's output, or the embeddings)
-    rmsNormBackward(dattnNorm, l > 0 ? act("resid_ffn", l - 1) : act("embed"), weight(L.attnNorm), T, D, eps, dx, grad(p + "attn_norm.weight", L.attnNorm));
+    rmsNormBackward(dattnNorm, l > 0 ? act("resid_ffn", l - 1) : act("embed"), weight(L.attnNorm), T, D, eps, dx, grads.view(p + "attn_norm.weight"));
   }
   // token embeddings: each position's gradient goes to its token's row
-  const demb = grad("transformer.token_embeddings.weight", w.tokenEmbeddings);
+  const demb = grads.view("transformer.token_embeddings.weight");
   ids.forEach((id, t) => {
     for (let i = 0; i < D; i++) demb[id * D + i]! += dx[t * D + i]!;
   });
-  return { loss, grads };
+  return loss;
 }

@@ -4,9 +4,8 @@
 import type { OpenELM } from "../model.js";
 import { seededRandom } from "../generation/sampler.js";
 import { sampleSequences } from "./data.js";
-import { crossEntropy, lossAndGradients } from "./gradients.js";
+import { Gradients, accumulateGradients, crossEntropy, namedWeights } from "./gradients.js";
 import { AdamW, clipGradients, learningRate, type AdamWOptions, type AdamWState } from "./optimizer.js";
-import type { Tensor } from "../weights.js";
 
 /** What `openelm train` exposes (see its --help for the defaults). */
 export interface TrainingOptions {
@@ -43,31 +42,23 @@ export interface Parameter {
 
 /** Every weight of a model by Hugging Face name, as views of the arena (take them fresh: the arena may have grown since). */
 export function parameters(model: OpenELM): Map<string, Parameter> {
-  const w = model.weights, c = model.config, out = new Map<string, Parameter>();
-  const add = (name: string, t: Tensor | undefined) => t && out.set(name, { data: model.arena.floats(t.ptr, t.shape.reduce((a, b) => a * b, 1)), matrix: t.shape.length > 1, shape: t.shape });
-  add("transformer.token_embeddings.weight", w.tokenEmbeddings);
-  w.layers.forEach((L, l) => {
-    const p = `transformer.layers.${l}.`;
-    add(p + "attn_norm.weight", L.attnNorm);
-    add(p + "attn.qkv_proj.weight", L.qkvProj);
-    add(p + "attn.q_norm.weight", L.qNorm);
-    add(p + "attn.k_norm.weight", L.kNorm);
-    add(p + "attn.out_proj.weight", L.outProj);
-    add(p + "ffn_norm.weight", L.ffnNorm);
-    add(p + "ffn.proj_1.weight", L.proj1);
-    add(p + "ffn.proj_2.weight", L.proj2);
-  });
-  add("transformer.norm.weight", w.norm);
-  if (!c.shareInputOutput) add("lm_head.weight", w.lmHead);
-  return out;
+  return new Map([...namedWeights(model)].map(([name, t]) => [name, { data: model.arena.floats(t.ptr, t.shape.reduce((a, b) => a * b, 1)), matrix: t.shape.length > 1, shape: t.shape }]));
 }
 
 export class Trainer {
   readonly optimizer: AdamW;
+  /** The batch's summed gradients, in the arena. */
+  private readonly grads: Gradients;
 
   /** `state`: the optimizer's moments and step, to resume a run where a checkpoint left it. */
   constructor(readonly model: OpenELM, readonly tokens: Int32Array, readonly opts: TrainingOptions, state?: AdamWState) {
     this.optimizer = new AdamW(opts.adamw, state);
+    this.grads = new Gradients(model);
+  }
+
+  /** Give the gradients' memory back to the arena. */
+  close(): void {
+    this.grads.free();
   }
 
   get step(): number {
@@ -78,23 +69,14 @@ export class Trainer {
   trainStep(): StepResult {
     const o = this.opts, step = this.step + 1;
     const sequences = sampleSequences(this.tokens, o.seqLen, o.batch, seededRandom((o.seed * 1_000_003 + step) >>> 0));
-    // gradient accumulation: the mean over the batch of each sequence's mean loss and gradients (the first
-    // sequence's arrays collect the sum)
-    let loss = 0, grads: Map<string, Float32Array> | undefined;
-    for (const ids of sequences) {
-      const r = lossAndGradients(this.model, ids);
-      loss += r.loss / sequences.length;
-      if (!grads) grads = r.grads;
-      else
-        for (const [name, g] of r.grads) {
-          const sum = grads.get(name)!;
-          for (let i = 0; i < g.length; i++) sum[i]! += g[i]!;
-        }
-    }
-    for (const g of grads!.values()) for (let i = 0; i < g.length; i++) g[i]! /= sequences.length;
-    const gradNorm = clipGradients(grads!, o.clip > 0 ? o.clip : Infinity);
+    // gradient accumulation: each sequence adds 1/batch of its gradients into the same arena buffers
+    let loss = 0;
+    this.grads.zero();
+    for (const ids of sequences) loss += accumulateGradients(this.model, ids, this.grads, 1 / sequences.length) / sequences.length;
+    const grads = this.grads.views();
+    const gradNorm = clipGradients(grads, o.clip > 0 ? o.clip : Infinity);
     const lr = learningRate(step, { lr: o.lr, minLr: o.minLr, warmup: o.warmup, total: o.steps });
-    this.optimizer.update(parameters(this.model), grads!, lr);
+    this.optimizer.update(parameters(this.model), grads, lr);
     return { step, loss, gradNorm, lr, tokens: o.batch * o.seqLen };
   }
 
@@ -104,7 +86,7 @@ export class Trainer {
     for (const ids of windows) {
       const cache = this.model.newCache(ids.length);
       try {
-        total += crossEntropy(this.model, this.model.forward(cache, ids, { allPositions: true }), ids, false).loss;
+        total += crossEntropy(this.model, this.model.forward(cache, ids, { allPositions: true }), ids);
       } finally {
         this.model.releaseCache(cache);
       }
