@@ -7,6 +7,7 @@ import { readGGUF, type GGUFFile } from "./formats/gguf.js";
 import { chatTemplateFromGGUF, configFromGGUF, tensorsFromGGUF } from "./formats/gguf-model.js";
 import { tokenizerFromGGUF } from "./formats/gguf-tokenizer.js";
 import { parseJsonObject } from "./formats/json.js";
+import { mergeAdapter, readAdapter } from "./formats/peft.js";
 import type { Kernels } from "./kernels/types.js";
 import { ReferenceKernels } from "./kernels/reference.js";
 import { WasmKernels, type KernelBuild } from "./kernels/wasm.js";
@@ -47,6 +48,8 @@ export interface ModelOptions extends KernelOptions {
   memoryBytes?: number;
   /** Called as weights load, with bytes done and bytes in all. */
   onProgress?: (done: number, total: number) => void;
+  /** A LoRA adapter folder in peft's layout (adapter_config.json, adapter_model.safetensors), merged into the weights as they load. */
+  adapter?: ModelFiles;
 }
 
 /** The folder's config.json, parsed, checked and derived into per-layer lists. */
@@ -159,7 +162,10 @@ async function buildModel(config: OpenELMConfig, tensors: Map<string, TensorEntr
   const contextLength = opts.contextLength ?? Infinity;
   if (contextLength !== Infinity && !(Number.isInteger(contextLength) && contextLength >= 1 && contextLength <= MAX.context))
     throw new RangeError(`the context length must be an integer from 1 to ${MAX.context}, got ${contextLength}`);
-  const plan = planModel(config, placement(config, opts.dtype, (name) => tensors.get(name)?.dtype ?? "f32"), contextLength, opts.memoryBytes);
+  const place = placement(config, opts.dtype, (name) => tensors.get(name)?.dtype ?? "f32");
+  // an adapter merges into each weight in the type it is placed as (exact for f32; quantized once, after)
+  if (opts.adapter) tensors = mergeAdapter(tensors, await readAdapter(opts.adapter, config), (name) => place(name, tensors.get(name)!.shape));
+  const plan = planModel(config, place, contextLength, opts.memoryBytes);
   const { arena, kernels } = await createKernels(opts, plan.memories);
   // a load that fails or is aborted must not leave the kernels' worker threads running
   const weights = await loadWeights(config, tensors, arena, kernels, opts, plan.layerMemory).catch(async (e: unknown) => {

@@ -24,17 +24,23 @@ function inArena<R>(model: OpenELM, beside: number, arrays: (Float32Array | Int3
 
 /**
  * Mean cross-entropy of predicting ids[t + 1] from logits row t [T, V] (rows 0..T−2; the last row predicts
- * nothing), on the model's kernels. `backward`, if given, runs while the gradient of `scale` × that loss,
- * dlogits [T−1, V] = (softmax − one-hot)·scale/(T−1), is in the arena at the pointer it is passed.
+ * nothing), on the model's kernels; with `mask`, only over the targets j with mask[j] (e.g. the assistant's
+ * tokens of a chat). `backward`, if given, runs while the gradient of `scale` × that loss, dlogits [T−1, V]
+ * ((softmax − one-hot)·scale/count on counted rows, 0 on the others), is in the arena at the pointer it is passed.
  */
-export function crossEntropy(model: OpenELM, logits: Float32Array, ids: number[], scale = 1, backward?: (pDlogits: number, rows: number) => void): number {
+export function crossEntropy(model: OpenELM, logits: Float32Array, ids: number[], scale = 1, backward?: (pDlogits: number, rows: number) => void, mask?: boolean[]): number {
   const V = model.config.vocabSize, n = ids.length - 1;
+  const counted = mask ? mask.slice(1, n + 1).filter(Boolean).length : n;
+  if (counted === 0) throw new RangeError("crossEntropy: the mask counts none of the sequence's targets");
   return inArena(model, model.weights.lmHead.ptr, [logits.subarray(0, n * V), Int32Array.from(ids.slice(1)), new Float32Array(n)], ([pLogits, pIds, pLosses]) => {
-    model.kernels.crossEntropy(pLogits!, pLogits!, pIds!, pLosses!, n, V, scale / n); // in place: the logits become dlogits
+    model.kernels.crossEntropy(pLogits!, pLogits!, pIds!, pLosses!, n, V, scale / counted); // in place: the logits become dlogits
     let loss = 0;
-    for (const l of model.arena.floats(pLosses!, n)) loss += l;
+    const losses = model.arena.floats(pLosses!, n);
+    for (let t = 0; t < n; t++)
+      if (!mask || mask[t + 1]) loss += losses[t]!;
+      else model.arena.floats(pLogits! + t * V * 4, V).fill(0);
     backward?.(pLogits!, n);
-    return loss / n;
+    return loss / counted;
   });
 }
 
@@ -68,15 +74,17 @@ const count = (t: Tensor) => t.shape.reduce((a, b) => a * b, 1);
 export class Gradients {
   readonly at = new Map<string, { ptr: number; length: number }>();
 
-  constructor(readonly model: OpenELM) {
-    for (const [name, t] of namedWeights(model)) this.at.set(name, { ptr: model.arena.allocBeside(t.ptr, count(t) * 4, `the gradient of ${name}`), length: count(t) });
+  /** `only`: the names of the weights to collect gradients for (default: all). */
+  constructor(readonly model: OpenELM, only?: Iterable<string>) {
+    const keep = only && new Set(only);
+    for (const [name, t] of namedWeights(model)) if (!keep || keep.has(name)) this.at.set(name, { ptr: model.arena.allocBeside(t.ptr, count(t) * 4, `the gradient of ${name}`), length: count(t) });
     this.zero();
   }
 
-  /** A view of one gradient (take it fresh: the arena may have grown since). */
+  /** A view of one gradient (take it fresh: the arena may have grown since); for a weight not collected, a scratch array. */
   view(name: string): Float32Array {
-    const g = this.at.get(name)!;
-    return this.model.arena.floats(g.ptr, g.length);
+    const g = this.at.get(name);
+    return g ? this.model.arena.floats(g.ptr, g.length) : new Float32Array(count(namedWeights(this.model).get(name)!));
   }
 
   /** Views of every gradient, by name (valid until the arena grows). */
@@ -112,23 +120,25 @@ export function lossAndGradients(model: OpenELM, ids: number[]): LossAndGradient
 }
 
 /**
- * Mean cross-entropy of predicting ids[1..] from ids[..T−1]; adds `scale` × its gradient to `grads` (the
- * tied embeddings collect the head's gradient too). The model's weights must be f32.
+ * Mean cross-entropy of predicting ids[1..] from ids[..T−1] (with `mask`, of the targets j with mask[j]);
+ * adds `scale` × its gradient to `grads` (the tied embeddings collect the head's gradient too). The model's
+ * weights must be f32.
  */
-export function accumulateGradients(model: OpenELM, ids: number[], grads: Gradients, scale = 1): number {
+export function accumulateGradients(model: OpenELM, ids: number[], grads: Gradients, scale = 1, mask?: boolean[]): number {
   const c = model.config, w = model.weights, T = ids.length, D = c.modelDim, hd = c.headDim, V = c.vocabSize, eps = c.normEps;
   if (T < 2) throw new RangeError(`lossAndGradients: a sequence of ${T} token(s) predicts nothing; give at least 2`);
   const f32 = (t: Tensor) => {
     if (t.dtype !== "f32") throw new TypeError(`training needs f32 weights, and this model holds ${t.dtype} (load it with dtype "f32")`);
   };
   const weight = (t: Tensor): Float32Array => (f32(t), model.arena.floats(t.ptr, count(t)).slice());
-  const grad = (name: string) => grads.at.get(name)!.ptr;
+  const grad = (name: string) => grads.at.get(name)?.ptr;
   /** y[m×n] = x[m×k] · Wᵀ: dx[m×k] += dy · W and the weight's gradient += dyᵀ · x, on the kernels (arena copies beside W). */
   const linearBackward = (dy: Float32Array, x: Float32Array, t: Tensor, m: number, n: number, k: number, dx: Float32Array, name: string) => {
     f32(t);
     inArena(model, t.ptr, [dy, x, dx], ([pDy, pX, pDx]) => {
       model.kernels.matmulGradInput(pDx!, pDy!, t.ptr, m, n, k);
-      model.kernels.matmulGradWeight(grad(name), pDy!, pX!, m, n, k);
+      const pDw = grad(name);
+      if (pDw !== undefined) model.kernels.matmulGradWeight(pDw, pDy!, pX!, m, n, k);
       dx.set(model.arena.floats(pDx!, dx.length));
     });
   };
@@ -150,9 +160,11 @@ export function accumulateGradients(model: OpenELM, ids: number[], grads: Gradie
   const loss = crossEntropy(model, act("logits"), ids, scale, (pDlogits, n) =>
     inArena(model, w.lmHead.ptr, [act("norm").subarray(0, n * D), dnorm], ([pNorm, pDnorm]) => {
       model.kernels.matmulGradInput(pDnorm!, pDlogits, w.lmHead.ptr, n, V, D);
-      model.kernels.matmulGradWeight(grad(headName), pDlogits, pNorm!, n, V, D);
+      const pDw = grad(headName);
+      if (pDw !== undefined) model.kernels.matmulGradWeight(pDw, pDlogits, pNorm!, n, V, D);
       dnorm.set(model.arena.floats(pDnorm!, dnorm.length));
     }),
+    mask,
   );
   // final norm → dx [T, D], the gradient of the residual stream
   const last = c.numLayers - 1;
@@ -216,6 +228,7 @@ export function accumulateGradients(model: OpenELM, ids: number[], grads: Gradie
     rmsNormBackward(dattnNorm, l > 0 ? act("resid_ffn", l - 1) : act("embed"), weight(L.attnNorm), T, D, eps, dx, grads.view(p + "attn_norm.weight"));
   }
   // token embeddings: each position's gradient goes to its token's row
+  if (!grads.at.has("transformer.token_embeddings.weight")) return loss;
   const demb = grads.view("transformer.token_embeddings.weight");
   ids.forEach((id, t) => {
     for (let i = 0; i < D; i++) demb[id * D + i]! += dx[t * D + i]!;

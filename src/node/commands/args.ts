@@ -1,5 +1,6 @@
 // Shared pieces of the command line: option parsing with one-line usage errors, model loading with a
 // progress bar, and the sampling options every generating command takes.
+import { stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { MAX } from "../../config.js";
@@ -7,7 +8,8 @@ import { WEIGHT_TYPES, type WeightType } from "../../dtype.js";
 import { MAX_THREADS } from "../../load.js";
 import type { GenerateOptions } from "../../generation/stream.js";
 import type { OpenELM } from "../../model.js";
-import { loadModelFromFolder, type HubDownloadProgress } from "../index.js";
+import type { ModelFiles } from "../../files.js";
+import { folderFiles, loadModelFromFolder, type HubDownloadProgress } from "../index.js";
 
 export class UsageError extends Error {}
 
@@ -20,6 +22,7 @@ export const modelOptions = {
   kernels: { type: "string", default: "wasm" },
   context: { type: "string" },
   threads: { type: "string", short: "t" },
+  adapter: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -34,7 +37,8 @@ export const MODEL_HELP = `Model options:
   --kernels K       wasm (SIMD, default) or typescript (the readable reference kernels)
   --context N       cap a sequence at N positions (default: no cap; past max_context_length the model
                     goes on as Apple's code does, with a warning, and the KV cache grows as needed)
-  -t, --threads N   threads for the SIMD kernels, 1 to ${MAX_THREADS} (default: all cores)`;
+  -t, --threads N   threads for the SIMD kernels, 1 to ${MAX_THREADS} (default: all cores)
+  --adapter DIR     a LoRA adapter in peft's layout (openelm finetune writes one), merged as the weights load`;
 
 export const samplingOptions = {
   "max-new-tokens": { type: "string", short: "n" },
@@ -175,7 +179,7 @@ function downloadBars(): (p: HubDownloadProgress) => void {
   };
 }
 
-export async function loadModel(v: { model?: string; dtype?: string; kernels?: string; context?: string; threads?: string }, label = "loading"): Promise<OpenELM> {
+export async function loadModel(v: { model?: string; dtype?: string; kernels?: string; context?: string; threads?: string; adapter?: string }, label = "loading"): Promise<OpenELM> {
   if (v.dtype !== undefined && !WEIGHT_TYPES.includes(v.dtype as WeightType)) throw new UsageError(`--dtype: "${v.dtype}" is not one of ${WEIGHT_TYPES.join(", ")}`);
   if (v.kernels !== "wasm" && v.kernels !== "typescript") throw new UsageError(`--kernels: "${v.kernels}" is not wasm or typescript`);
   const threads = parseInteger("threads", v.threads, undefined, 1, MAX_THREADS);
@@ -186,5 +190,12 @@ export async function loadModel(v: { model?: string; dtype?: string; kernels?: s
     ...(threads !== undefined ? { threads } : {}),
     onProgress: progressBar(label, (b) => `${(b / 2 ** 20).toFixed(0)} MiB`),
     onDownload: downloadBars(),
+    ...(v.adapter !== undefined ? { adapter: await adapterFolder(v.adapter) } : {}),
   });
+}
+
+/** An adapter folder given by --adapter, checked to exist. */
+export async function adapterFolder(path: string): Promise<ModelFiles> {
+  if (!(await stat(path).then((s) => s.isDirectory(), () => false))) throw new UsageError(`--adapter: ${path} is not a folder (an adapter folder holds adapter_config.json and adapter_model.safetensors)`);
+  return folderFiles(path);
 }

@@ -85,7 +85,7 @@ async function divergence(v: { file?: string; stride?: string; context?: string;
     throw new UsageError(`--kl-base: "${base}" is neither a storage type (${WEIGHT_TYPES.join(", ")}) nor a model folder, .gguf file or hub id`);
   const windows = windowOptions(v);
   const model = await loadModel({ ...v, context: undefined });
-  const baseModel = await loadModel(sameModel ? { ...v, dtype: base, context: undefined } : { ...v, model: base, dtype: undefined, context: undefined }, "loading the base");
+  const baseModel = await loadModel(sameModel ? { ...v, dtype: base, context: undefined } : { ...v, model: base, dtype: undefined, context: undefined, adapter: undefined }, "loading the base");
   const scorer = new Divergence(model, baseModel, windows);
   await feedText(v.file, await loadTokenizerFromFolder(v.model ?? DEMO_MODEL), model.config.vocabSize, scorer, "comparing");
   const r = scorer.finish(), what = `${v.model ?? DEMO_MODEL}${v.dtype ? ` as ${v.dtype}` : ""}`, against = sameModel ? `the same weights as ${base}` : base;

@@ -1,0 +1,149 @@
+// LoRA fine-tuning (Hu et al., 2021): the base weights stay frozen, and each adapted weight W₀ [out × in]
+// learns a low-rank update: W = W₀ + s·B·A, with A [r × in], B [out × r] and s = alpha / r. A step writes
+// W into the model's f32 weights, runs the ordinary backward pass (gradients.ts) collecting gradients for
+// the adapted weights only, and turns each weight's gradient G into its pair's by the chain rule:
+// dB = s·G·Aᵀ and dA = s·Bᵀ·G.
+//
+// peft's lora_dropout drops inputs of the low-rank branch, token by token, which a pass over merged weights
+// cannot express; here dropout is DropConnect (Wan et al., 2013) on A instead: each step zeroes each entry of
+// A with probability p and scales the rest by 1/(1 − p), so that the update is s·B·(A ⊙ M)/(1 − p).
+import type { OpenELM } from "../model.js";
+import { seededRandom } from "../generation/sampler.js";
+import { adaptedWeights, loraNames, loraScale, type Adapter, type LoraConfig } from "../formats/peft.js";
+import { Gradients, accumulateGradients, crossEntropy, namedWeights } from "./gradients.js";
+import { AdamW, clipGradients, learningRate, type AdamWState } from "./optimizer.js";
+import type { StepResult, TrainingOptions } from "./trainer.js";
+
+/** One training example: token ids, and which targets count in the loss (mask[j]: predicting ids[j]). */
+export interface MaskedExample {
+  ids: number[];
+  mask: boolean[];
+}
+
+/** A new adapter for `model`: A uniform in ±1/√in (peft's Kaiming-uniform start), B zero, so training starts from the base model. */
+export function initAdapter(model: OpenELM, config: LoraConfig, seed = 0): Adapter {
+  const random = seededRandom(seed >>> 0), pairs: Adapter["pairs"] = new Map();
+  for (const [name, [out, inDim]] of adaptedWeights(model.config, config.targets)) {
+    const bound = 1 / Math.sqrt(inDim);
+    pairs.set(name, { a: Float32Array.from({ length: config.rank * inDim }, () => (2 * random() - 1) * bound), b: new Float32Array(out * config.rank), out, in: inDim });
+  }
+  return { config, pairs };
+}
+
+/** c [m × n] = a [m × k] · b [k × n] (all row-major), or with `transposeA`, a [k × m] read as its transpose. */
+function product(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transposeA = false): Float32Array {
+  const c = new Float32Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < k; j++) {
+      const x = transposeA ? a[j * m + i]! : a[i * k + j]!;
+      if (x === 0) continue;
+      const row = b.subarray(j * n, (j + 1) * n), out = c.subarray(i * n, (i + 1) * n);
+      for (let q = 0; q < n; q++) out[q]! += x * row[q]!;
+    }
+  return c;
+}
+
+export class LoraTrainer {
+  readonly optimizer: AdamW;
+  /** The frozen base weights of the adapted matrices. */
+  private readonly base = new Map<string, Float32Array>();
+  private readonly grads: Gradients;
+
+  constructor(readonly model: OpenELM, readonly adapter: Adapter, readonly examples: MaskedExample[], readonly opts: TrainingOptions, state?: AdamWState) {
+    if (examples.length === 0) throw new RangeError("LoRA training needs at least one example");
+    this.optimizer = new AdamW({ weightDecay: 0, ...opts.adamw }, state);
+    for (const name of adapter.pairs.keys()) this.base.set(name, this.weight(name).slice());
+    this.grads = new Gradients(model, adapter.pairs.keys());
+  }
+
+  get step(): number {
+    return this.optimizer.state.step;
+  }
+
+  /** A view of an adapted weight in the arena (fresh: the arena may have grown). */
+  private weight(name: string): Float32Array {
+    const p = this.adapter.pairs.get(name)!, tensor = namedWeights(this.model).get(name)!;
+    if (tensor.dtype !== "f32") throw new TypeError(`LoRA training needs f32 weights, and ${name} is ${tensor.dtype} (load the base with dtype "f32")`);
+    return this.model.arena.floats(tensor.ptr, p.out * p.in);
+  }
+
+  /** Write W₀ + s·B·(A ⊙ masks) into the model (masks: DropConnect's, already scaled by 1/(1 − p); none: the adapter as it is). */
+  merge(masks?: Map<string, Float32Array>): void {
+    const s = loraScale(this.adapter.config), r = this.adapter.config.rank;
+    for (const [name, p] of this.adapter.pairs) {
+      const m = masks?.get(name), a = m ? p.a.map((x, i) => x * m[i]!) : p.a;
+      const update = product(p.b, a, p.out, r, p.in), w = this.weight(name), w0 = this.base.get(name)!;
+      for (let i = 0; i < w.length; i++) w[i] = w0[i]! + s * update[i]!;
+    }
+  }
+
+  /** Put the base weights back (the model as loaded). */
+  restore(): void {
+    for (const [name, w0] of this.base) this.weight(name).set(w0);
+  }
+
+  /** Give the gradients' memory back to the arena. */
+  close(): void {
+    this.grads.free();
+  }
+
+  /**
+   * The mean masked loss of `batch` and its gradient for every lora_A and lora_B (by peft's names), through
+   * W = W₀ + s·B·A' with A' = A ⊙ M (DropConnect's masks, scaled; none: A' = A): dB = s·G·A'ᵀ, dA = M ⊙ s·Bᵀ·G.
+   */
+  gradients(batch: MaskedExample[], masks?: Map<string, Float32Array>): { loss: number; grads: Map<string, Float32Array> } {
+    const c = this.adapter.config, s = loraScale(c), r = c.rank;
+    this.merge(masks);
+    this.grads.zero();
+    let loss = 0;
+    for (const e of batch) loss += accumulateGradients(this.model, e.ids, this.grads, 1 / batch.length, e.mask) / batch.length;
+    const grads = new Map<string, Float32Array>();
+    for (const [name, p] of this.adapter.pairs) {
+      const g = this.grads.view(name), m = masks?.get(name), a = m ? p.a.map((x, i) => x * m[i]!) : p.a;
+      const n = loraNames(name);
+      grads.set(n.a, product(p.b, g, r, p.out, p.in, true).map((x, i) => s * x * (m ? m[i]! : 1)));
+      grads.set(n.b, product(g, transpose(a, r, p.in), p.out, p.in, r).map((x) => s * x));
+    }
+    return { loss, grads };
+  }
+
+  /** One optimizer step on `batch` examples drawn (seeded by seed and step) from the training set. */
+  trainStep(): StepResult {
+    const o = this.opts, step = this.step + 1, c = this.adapter.config;
+    const random = seededRandom((o.seed * 1_000_003 + step) >>> 0);
+    const batch = Array.from({ length: o.batch }, () => this.examples[Math.floor(random() * this.examples.length)]!);
+    const masks = c.dropout > 0 ? new Map([...this.adapter.pairs].map(([name, p]) => [name, p.a.map(() => (random() < c.dropout ? 0 : 1 / (1 - c.dropout)))])) : undefined;
+    const { loss, grads } = this.gradients(batch, masks);
+    const params = new Map([...this.adapter.pairs].flatMap(([name, p]) => {
+      const n = loraNames(name);
+      return [[n.a, { data: p.a, matrix: true }], [n.b, { data: p.b, matrix: true }]] as const;
+    }));
+    const gradNorm = clipGradients(grads, o.clip > 0 ? o.clip : Infinity);
+    const lr = learningRate(step, { lr: o.lr, minLr: o.minLr, warmup: o.warmup, total: o.steps });
+    this.optimizer.update(params, grads, lr);
+    this.merge();
+    return { step, loss, gradNorm, lr, tokens: batch.reduce((a, e) => a + e.ids.length - 1, 0) };
+  }
+
+  /** Mean masked loss over `examples` with the adapter as it is (forward passes only). */
+  heldOutLoss(examples: MaskedExample[]): number {
+    this.merge();
+    let total = 0;
+    for (const e of examples) {
+      const cache = this.model.newCache(e.ids.length);
+      try {
+        total += crossEntropy(this.model, this.model.forward(cache, e.ids, { allPositions: true }), e.ids, 1, undefined, e.mask);
+      } finally {
+        this.model.releaseCache(cache);
+      }
+    }
+    return total / examples.length;
+  }
+}
+
+/** The transpose of a [rows × cols] matrix. */
+function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(a.length);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[j * rows + i] = a[i * cols + j]!;
+  return t;
+}

@@ -1,0 +1,208 @@
+// LoRA (src/formats/peft.ts, src/train/lora.ts): adapters in peft's layout against PyTorch (for each model in
+// ref/lora, made by ref/lora_reference.py in float64: the logits with the adapter, and the gradient of the
+// masked loss for every lora_A and lora_B, max relative error asserted); merging into stored and quantized
+// weights; every problem of an adapter folder named (fast-check over damaged configs and files); and a
+// fine-tune that learns.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { FileError, memoryFiles } from "../src/files.js";
+import { fileSource, folderFiles } from "../src/node/files.js";
+import { loadModelFromFolder } from "../src/node/index.js";
+import { readTrace } from "../src/trace.js";
+import { AdapterError, encodeAdapter, mergeAdapter, parseAdapterConfig, readAdapter, type Adapter } from "../src/formats/peft.js";
+import { readCheckpoint, type TensorEntry } from "../src/formats/safetensors.js";
+import { LoraTrainer, initAdapter } from "../src/train/lora.js";
+import { JsonError } from "../src/formats/json.js";
+import { SafetensorsError } from "../src/formats/safetensors.js";
+import { ROOT } from "./helpers/oracle.js";
+
+const CASES = [
+  ["elm-tiny-gqa", "ref/oracle/elm-tiny-gqa"], // tied head, QK-norm, GQA
+  ["elm-tiny-untied-mha", "ref/oracle/elm-tiny-untied-mha"], // separate head, no QK-norm
+  ["relu-glu-mqa", "ref/synthetic/relu-glu-mqa"], // ReLU GLU, one kv head
+] as const;
+
+/** ids, mask and loss from ref/lora_reference.py's metadata. */
+function metadata(path: string): { ids: number[]; mask: boolean[]; loss: number } {
+  const bytes = readFileSync(path), n = Number(bytes.readBigUInt64LE(0));
+  const m = JSON.parse(bytes.subarray(8, 8 + n).toString("utf8")).__metadata__ as { ids: string; mask: string; loss: string };
+  return { ids: m.ids.split(",").map(Number), mask: [...m.mask].map((c) => c === "1"), loss: Number(m.loss) };
+}
+
+/** max |a − b| / max |b| */
+function relError(a: Float32Array, b: Float32Array): number {
+  let err = 0, scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    err = Math.max(err, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return err / scale;
+}
+
+const trainingOptions = { steps: 30, batch: 2, seqLen: 64, lr: 1e-2, minLr: 1e-3, warmup: 3, clip: 1, seed: 0 };
+
+describe("LoRA against PyTorch", () => {
+  it.each(CASES)("%s: logits with the adapter merged at load, and the gradient of every lora_A and lora_B", async (name, dir) => {
+    const expectedPath = join(ROOT, "ref/lora", name, "expected.safetensors");
+    const { ids, mask, loss } = metadata(expectedPath), expected = await readTrace(await fileSource(expectedPath));
+    const adapterDir = await folderFiles(join(ROOT, "ref/lora", name));
+    const merged = await loadModelFromFolder(join(ROOT, dir), { dtype: "f32", adapter: adapterDir });
+    try {
+      const cache = merged.newCache(ids.length), logits = merged.forward(cache, ids, { allPositions: true });
+      const err = relError(logits, expected.logits!.data);
+      console.log(`${name}: logits with the adapter within ${err.toExponential(2)} of the largest`);
+      expect(err).toBeLessThan(1e-5);
+    } finally {
+      await merged.kernels.close();
+    }
+
+    const model = await loadModelFromFolder(join(ROOT, dir), { dtype: "f32" });
+    try {
+      const adapter = await readAdapter(adapterDir, model.config);
+      const trainer = new LoraTrainer(model, adapter, [{ ids, mask }], trainingOptions);
+      const ours = trainer.gradients([{ ids, mask }]);
+      expect(Math.abs(ours.loss - loss) / loss).toBeLessThan(1e-6);
+      const names = Object.keys(expected).filter((n) => n.startsWith("grad.")).map((n) => n.slice(5));
+      expect([...ours.grads.keys()].sort()).toEqual(names.sort());
+      const worst = Math.max(...names.map((n) => relError(ours.grads.get(n)!, expected[`grad.${n}`]!.data)));
+      console.log(`${name}: masked loss ${ours.loss.toFixed(6)} (PyTorch ${loss.toFixed(6)}); worst lora gradient at ${worst.toExponential(2)} of its largest value`);
+      for (const n of names) expect(relError(ours.grads.get(n)!, expected[`grad.${n}`]!.data), n).toBeLessThan(1e-5);
+      trainer.close();
+    } finally {
+      await model.kernels.close();
+    }
+  });
+});
+
+describe("merging", () => {
+  it("merges into bf16 and q8_0 weights as merging in f32 and then converting does", async () => {
+    const dir = join(ROOT, "ref/oracle/elm-tiny-gqa"), adapterDir = await folderFiles(join(ROOT, "ref/lora/elm-tiny-gqa"));
+    const ids = [1, 415, 96, 354, 170, 432];
+    const logitsOf = async (dtype: "f32" | "bf16" | "q8_0", adapter = true) => {
+      const m = await loadModelFromFolder(dir, { dtype, ...(adapter ? { adapter: adapterDir } : {}) });
+      try {
+        return m.forward(m.newCache(ids.length), ids).slice();
+      } finally {
+        await m.kernels.close();
+      }
+    };
+    const f32 = await logitsOf("f32"), base = await logitsOf("f32", false);
+    expect(relError(base, f32)).toBeGreaterThan(1e-3); // the adapter changes the model
+    // the stored f32 weights are merged and then stored as bf16 / q8_0: their rounding, not more
+    expect(relError(await logitsOf("bf16"), f32)).toBeLessThan(2e-2);
+    expect(relError(await logitsOf("q8_0"), f32)).toBeLessThan(3e-2);
+  });
+
+  it("a new adapter (B = 0) leaves the model as it was; encodeAdapter and readAdapter round-trip", async () => {
+    const dir = join(ROOT, "ref/oracle/elm-tiny-gqa"), model = await loadModelFromFolder(dir, { dtype: "f32" });
+    try {
+      const adapter = initAdapter(model, { rank: 2, alpha: 4, dropout: 0, targets: ["qkv_proj", "proj_2"] }, 3);
+      expect([...adapter.pairs.keys()].filter((n) => n.includes("layers.0."))).toEqual(["transformer.layers.0.attn.qkv_proj.weight", "transformer.layers.0.ffn.proj_2.weight"]);
+      adapter.pairs.forEach((p) => p.b.forEach((_, i) => (p.b[i] = Math.sin(i))));
+      const files = encodeAdapter(adapter), back = await readAdapter(memoryFiles(files), model.config);
+      expect(back.config).toEqual({ rank: 2, alpha: 4, dropout: 0, targets: ["qkv_proj", "proj_2"], rslora: false });
+      for (const [n, p] of adapter.pairs) {
+        expect(back.pairs.get(n)!.a).toEqual(p.a);
+        expect(back.pairs.get(n)!.b).toEqual(p.b);
+      }
+      const tensors = await readCheckpoint(await folderFiles(dir)), fresh = initAdapter(model, adapter.config, 3);
+      const same = mergeAdapter(tensors, fresh), name = "transformer.layers.0.attn.qkv_proj.weight";
+      const read = async (e: TensorEntry) => {
+        const b = new Uint8Array(e.bytes);
+        await e.read(0, b);
+        return b;
+      };
+      expect(await read(same.get(name)!)).toEqual(await read(tensors.get(name)!));
+    } finally {
+      await model.kernels.close();
+    }
+  });
+});
+
+describe("adapter folders that are wrong", () => {
+  const good = JSON.parse(readFileSync(join(ROOT, "ref/lora/elm-tiny-gqa/adapter_config.json"), "utf8")) as Record<string, unknown>;
+  const weights = new Uint8Array(readFileSync(join(ROOT, "ref/lora/elm-tiny-gqa/adapter_model.safetensors")));
+  const config = async () => {
+    const m = await loadModelFromFolder(join(ROOT, "ref/oracle/elm-tiny-gqa"), { kernels: "typescript" });
+    await m.kernels.close();
+    return m.config;
+  };
+
+  it.each([
+    [{ peft_type: "PREFIX_TUNING" }, /field "peft_type" must be "LORA"/],
+    [{ r: 0 }, /field "r" must be an integer from 1 to 4096, got 0/],
+    [{ lora_alpha: "8" }, /field "lora_alpha" must be a positive number/],
+    [{ lora_dropout: 1 }, /field "lora_dropout" must be a number in \[0, 1\)/],
+    [{ target_modules: ".*proj" }, /field "target_modules" is a regular expression/],
+    [{ target_modules: ["q_proj"] }, /names "q_proj", which is not a Linear layer of OpenELM/],
+    [{ fan_in_fan_out: true }, /field "fan_in_fan_out" is true .* which openelm does not support/],
+    [{ use_dora: true }, /field "use_dora" is true/],
+    [{ layers_to_transform: [0] }, /field "layers_to_transform" is set/],
+    [{ r: 8 }, /tensor base_model\.model\.transformer\.layers\.0\.attn\.qkv_proj\.lora_A\.weight has shape \[4,128\], expected \[8,128\]/],
+    [{ target_modules: ["qkv_proj"] }, /tensors not of this model's qkv_proj adapters: base_model\.model\.transformer\.layers\.0\.attn\.out_proj/],
+  ])("%j", async (change, message) => {
+    const files = memoryFiles({ "adapter_config.json": JSON.stringify({ ...good, ...change }), "adapter_model.safetensors": weights }, "adapter");
+    await expect(readAdapter(files, await config())).rejects.toThrow(message);
+  });
+
+  it("a folder without the files, or with peft's pickle only", async () => {
+    const c = await config();
+    await expect(readAdapter(memoryFiles({}, "empty"), c)).rejects.toThrow(/empty has no adapter_config.json/);
+    await expect(readAdapter(memoryFiles({ "adapter_config.json": JSON.stringify(good), "adapter_model.bin": new Uint8Array(4) }, "a"), c)).rejects.toThrow(/no adapter_model.safetensors \(adapter_model.bin is a pickle/);
+  });
+
+  it("a NaN in an adapter is named", async () => {
+    const c = await config(), n = Number(new DataView(weights.buffer).getBigUint64(0, true)), bad = weights.slice();
+    new DataView(bad.buffer).setFloat32(8 + n + 4 * 3, NaN, true);
+    await expect(readAdapter(memoryFiles({ "adapter_config.json": JSON.stringify(good), "adapter_model.safetensors": bad }, "a"), c)).rejects.toThrow(/has a NaN or infinite value at element 3/);
+  });
+
+  it("fast-check: any config.json text or damaged tensor file is read or refused with a named error", async () => {
+    const c = await config(), known = [AdapterError, JsonError, SafetensorsError, FileError];
+    const field = fc.constantFrom("peft_type", "r", "lora_alpha", "lora_dropout", "target_modules", "bias", "use_rslora", "rank_pattern", "modules_to_save");
+    await fc.assert(
+      fc.asyncProperty(fc.dictionary(field, fc.jsonValue()), fc.array(fc.tuple(fc.nat(weights.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), fc.nat(weights.length), async (change, flips, cut) => {
+        const bytes = weights.slice(0, Math.max(cut, weights.length - 64 * (cut % 3)));
+        for (const [at, v] of flips) if (at < bytes.length) bytes[at] = v;
+        try {
+          const a: Adapter = await readAdapter(memoryFiles({ "adapter_config.json": JSON.stringify({ ...good, ...change }), "adapter_model.safetensors": bytes }, "a"), c);
+          for (const p of a.pairs.values()) expect(p.a.every(Number.isFinite) && p.b.every(Number.isFinite)).toBe(true);
+        } catch (e) {
+          expect(known.some((k) => e instanceof k), String(e)).toBe(true);
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
+
+describe("fine-tuning", () => {
+  it("learns the assistant's tokens only, with dropout, and the same seed gives the same adapter", async () => {
+    const dir = join(ROOT, "ref/oracle/elm-tiny-gqa");
+    const ids = [1, 7, 9, 11, 13, 200, 201, 202, 203, 204, 2, 15, 17, 19, 210, 211, 212, 2];
+    const mask = ids.map((id, j) => j > 4 && id >= 200 || (j === 10 || j === 17));
+    const run = async (dropout: number) => {
+      const model = await loadModelFromFolder(dir, { dtype: "f32" });
+      try {
+        const adapter = initAdapter(model, { rank: 4, alpha: 8, dropout, targets: ["qkv_proj", "out_proj", "proj_1", "proj_2"] }, 1);
+        const trainer = new LoraTrainer(model, adapter, [{ ids, mask }], { ...trainingOptions, batch: 1 });
+        const before = trainer.heldOutLoss([{ ids, mask }]);
+        const unmasked = trainer.heldOutLoss([{ ids, mask: ids.map((_, j) => j > 0) }]);
+        for (let i = 0; i < trainingOptions.steps; i++) trainer.trainStep();
+        const after = trainer.heldOutLoss([{ ids, mask }]);
+        trainer.close();
+        return { before, unmasked, after, a: adapter.pairs.get("transformer.layers.0.attn.qkv_proj.weight")!.a.slice() };
+      } finally {
+        await model.kernels.close();
+      }
+    };
+    const plain = await run(0), dropped = await run(0.1), again = await run(0.1);
+    expect(plain.before).not.toBeCloseTo(plain.unmasked, 3); // the mask changes what is counted
+    expect(plain.after).toBeLessThan(plain.before * 0.5);
+    expect(dropped.after).toBeLessThan(dropped.before * 0.7);
+    expect(dropped.a).not.toEqual(plain.a);
+    expect(again.a).toEqual(dropped.a);
+  });
+});
