@@ -3,7 +3,9 @@
 // masked loss for every lora_A and lora_B, max relative error asserted); merging into stored and quantized
 // weights; every problem of an adapter folder named (fast-check over damaged configs and files); and a
 // fine-tune that learns.
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -204,5 +206,51 @@ describe("fine-tuning", () => {
     expect(dropped.after).toBeLessThan(dropped.before * 0.7);
     expect(dropped.a).not.toEqual(plain.a);
     expect(again.a).toEqual(dropped.a);
+  });
+});
+
+describe("openelm finetune", () => {
+  const CLI = join(ROOT, "dist/node/cli.js"), dir = mkdtempSync(join(tmpdir(), "openelm-finetune-"));
+  const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
+  const names = ["Ada", "Bo", "Cy", "Dee", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jo", "Kai", "Lu", "Mo", "Nia", "Oz", "Pam", "Quin", "Rex", "Sue", "Tim", "Uma", "Val"];
+  const data = join(dir, "chat.jsonl");
+  writeFileSync(data, names.map((n) => JSON.stringify({ messages: [{ role: "system", content: "Answer briefly." }, { role: "user", content: "Who is the friend?" }, { role: "assistant", content: `The friend is ${n}.` }] })).join("\n") + "\n");
+  const model = join(ROOT, "ref/oracle/elm-tiny-32k");
+
+  it("writes a peft adapter that learns the replies, and generate --adapter uses it", () => {
+    const out = join(dir, "adapter");
+    const r = run("finetune", "--model", model, "--data", data, "--out", out, "--steps", "24", "--lr", "1e-2", "--rank", "4", "--eval-every", "4", "--dropout", "0.05", "--json");
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/fine-tuning 12 projections \(rank 4, alpha 8\) on 20 conversations \(\d+ assistant tokens\), 2 held out/);
+    const summary = JSON.parse(r.stdout.trim().split("\n").pop()!) as { steps: number; conversations: number; held_out: number };
+    expect(summary).toMatchObject({ steps: 24, conversations: 20, held_out: 2 });
+    const config = JSON.parse(readFileSync(join(out, "adapter_config.json"), "utf8"));
+    expect(config).toMatchObject({ peft_type: "LORA", r: 4, lora_alpha: 8, lora_dropout: 0.05, target_modules: ["qkv_proj", "out_proj", "proj_1", "proj_2"], base_model_name_or_path: model });
+    const state = JSON.parse(readFileSync(join(out, "finetune-state.json"), "utf8")) as { history: { step: number; train: number; heldOut?: number }[] };
+    const evals = state.history.filter((p) => p.heldOut !== undefined);
+    expect(evals.map((p) => p.step)).toEqual([4, 8, 12, 16, 20, 24]);
+    expect(evals.at(-1)!.heldOut!).toBeLessThan(evals[0]!.heldOut! * 0.7); // the replies are learnt
+    expect(readFileSync(join(out, "loss-curve.svg"), "utf8")).toMatch(/^<svg/);
+
+    const prompt = ["--prompt", "Who is the friend?", "--chat", "--max-new-tokens", "4"];
+    const base = run("generate", "--model", model, ...prompt), tuned = run("generate", "--model", model, "--adapter", out, ...prompt);
+    expect(base.status, base.stderr).toBe(0);
+    expect(tuned.status, tuned.stderr).toBe(0);
+    expect(tuned.stdout).toMatch(/The friend is/);
+    expect(base.stdout).not.toMatch(/The friend is/);
+  });
+
+  it.each([
+    [["--data", "missing.jsonl", "--out", "x"], /--data: cannot read missing.jsonl/],
+    [["--out", "x"], /--data CHAT.jsonl is required/],
+    [["--data", "DATA", "--out", "x", "--targets", "q_proj"], /--targets: "q_proj" is not one of qkv_proj, out_proj, proj_1, proj_2/],
+    [["--data", "DATA", "--out", "x", "--adapter", "ADAPTER", "--rank", "4"], /--adapter continues an adapter with its own rank/],
+    [["--data", "DATA", "--out", "x", "--dropout", "1"], /--dropout/],
+    [["--data", "BAD", "--out", "x"], /bad.jsonl line 2: "messages\[0\].role" must be "system", "user" or "assistant", got "bot"/],
+  ])("%j is refused with a clear message", (args, message) => {
+    writeFileSync(join(dir, "bad.jsonl"), readFileSync(data, "utf8").split("\n")[0] + '\n{"messages": [{"role": "bot", "content": "hi"}]}\n');
+    const r = run("finetune", "--model", model, ...args.map((a) => (a === "DATA" ? data : a === "BAD" ? join(dir, "bad.jsonl") : a === "ADAPTER" ? join(ROOT, "ref/lora/elm-tiny-gqa") : a)));
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(message);
   });
 });

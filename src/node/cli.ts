@@ -11,6 +11,7 @@ import * as generation from "./commands/generate.js";
 import * as oracle from "./commands/oracle.js";
 import * as server from "./commands/serve.js";
 import * as training from "./commands/train.js";
+import * as finetuning from "./commands/finetune.js";
 import * as webDemo from "./commands/web.js";
 
 /** Each command resolves to its exit code (nothing: 0). */
@@ -29,8 +30,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number | void>> = {
   web: webDemo.web,
   serve: server.serve,
   train: training.train,
+  finetune: finetuning.finetune,
 };
-const HELP = { ...generation.HELP, ...conformance.HELP, ...evaluation.HELP, ...bench.HELP, ...oracle.HELP, ...conversion.HELP, ...webDemo.HELP, ...server.HELP, ...training.HELP };
+const HELP = { ...generation.HELP, ...conformance.HELP, ...evaluation.HELP, ...bench.HELP, ...oracle.HELP, ...conversion.HELP, ...webDemo.HELP, ...server.HELP, ...training.HELP, ...finetuning.HELP };
 const USAGE = `usage: openelm <command> [options]     (openelm <command> --help for its options; openelm --version)
 
 ${Object.values(HELP).join("\n\n")}
