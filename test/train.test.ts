@@ -138,6 +138,13 @@ describe("openelm train", () => {
     expect(summary.tok_s).toBeGreaterThan(1); // 40 tokens a step, well under a second each on any machine
     expect(summary.peak_rss_mb).toBeGreaterThan(20);
     expect(summary.held_out_ppl).toBeCloseTo(Math.exp(held[3]!), 6);
+    // the end of a run scores every held-out token, beside the n-gram baselines on the same tokens
+    const evaluation = JSON.parse(readFileSync(join(out, "evaluation.json"), "utf8")) as { steps: number; held_out_tokens: number; perplexity: number; unigram: number; bigram: number };
+    expect(r.stderr).toContain(`held-out perplexity ${evaluation.perplexity.toFixed(1)} (unigram ${evaluation.unigram.toFixed(1)}, bigram ${evaluation.bigram.toFixed(1)} on the same tokens)`);
+    expect(evaluation.steps).toBe(20);
+    expect(evaluation.held_out_tokens).toBeGreaterThan(16);
+    expect(evaluation.perplexity).toBeLessThan(evaluation.unigram); // 20 steps learn more than word frequencies
+    expect(evaluation.bigram).toBeLessThan(evaluation.unigram);
     const g = spawnSync(process.execPath, [CLI, "generate", "--model", out, "--prompt", "The cat", "--max-new-tokens", "4"], { encoding: "utf8" });
     expect(g.status, g.stderr).toBe(0);
   });

@@ -80,17 +80,18 @@ export class Trainer {
     return { step, loss, gradNorm, lr, tokens: o.batch * o.seqLen };
   }
 
-  /** Mean cross-entropy over held-out windows (each of seqLen + 1 tokens), forward passes only. */
+  /** Mean cross-entropy per predicted token over held-out windows (each of up to seqLen + 1 tokens), forward passes only. */
   heldOutLoss(windows: number[][]): number {
-    let total = 0;
+    let total = 0, count = 0;
     for (const ids of windows) {
       const cache = this.model.newCache(ids.length);
       try {
-        total += crossEntropy(this.model, this.model.forward(cache, ids, { allPositions: true }), ids);
+        total += crossEntropy(this.model, this.model.forward(cache, ids, { allPositions: true }), ids) * (ids.length - 1);
+        count += ids.length - 1;
       } finally {
         this.model.releaseCache(cache);
       }
     }
-    return total / windows.length;
+    return total / count;
   }
 }

@@ -8,7 +8,7 @@ import { parseConfig } from "../../config.js";
 import { encodeSafetensors } from "../../formats/safetensors.js";
 import { seededRandom } from "../../generation/sampler.js";
 import { expectedTensors } from "../../weights.js";
-import { tokenizeCorpus, windows, type TokenCorpus } from "../../train/data.js";
+import { ngramPerplexity, tokenizeCorpus, windows, type TokenCorpus } from "../../train/data.js";
 import type { AdamWState } from "../../train/optimizer.js";
 import { lossCurveSvg, type LossPoint } from "../../train/plot.js";
 import { Trainer, parameters, type TrainingOptions } from "../../train/trainer.js";
@@ -151,12 +151,26 @@ export async function train(args: string[]) {
         [t0, tokens] = [performance.now(), 0]; // saving is not training time
       }
     }
+    if (trainer.step === o.steps) await finalEvaluation(out, trainer, corpus, o.seqLen, log);
     const last = state.history[state.history.length - 1];
     // tok_s: tokens over the time of the training steps alone (no evaluation, no saving)
     if (v.json) console.log(JSON.stringify({ steps: trainer.step, loss: last?.train, held_out_loss: last?.heldOut, held_out_ppl: last?.heldOut === undefined ? undefined : Math.exp(last.heldOut), tok_s: stepTokens / stepSeconds, peak_rss_mb: process.resourceUsage().maxRSS / 1024, out }));
   } finally {
     await model.kernels.close();
   }
+}
+
+/**
+ * At the end of a run: the model's perplexity on every held-out token (windows of seqLen + 1, each token
+ * predicted once) beside a unigram and a bigram model counted on the training tokens, scoring the same
+ * tokens; printed and written to DIR/evaluation.json.
+ */
+async function finalEvaluation(out: string, trainer: Trainer, corpus: TokenCorpus, seqLen: number, log: (s: string) => void) {
+  log(`evaluating on all ${(corpus.heldOut.length - 1).toLocaleString("en-US")} held-out tokens ...\n`);
+  const loss = trainer.heldOutLoss(windows(corpus.heldOut, seqLen)), base = ngramPerplexity(corpus.train, corpus.heldOut, trainer.model.config.vocabSize);
+  const result = { steps: trainer.step, held_out_tokens: corpus.heldOut.length - 1, perplexity: Math.exp(loss), unigram: base.unigram, bigram: base.bigram };
+  await writeFile(join(out, "evaluation.json"), JSON.stringify(result, null, 1) + "\n");
+  log(`held-out perplexity ${result.perplexity.toFixed(1)} (unigram ${result.unigram.toFixed(1)}, bigram ${result.bigram.toFixed(1)} on the same tokens)\n`);
 }
 
 /** A new model: config.json copied and weights drawn from a normal of std initializer_range (norms 1), seeded. */
