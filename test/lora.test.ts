@@ -14,7 +14,7 @@ import { fileSource, folderFiles } from "../src/node/files.js";
 import { loadModelFromFolder } from "../src/node/index.js";
 import { readTrace } from "../src/trace.js";
 import { AdapterError, encodeAdapter, mergeAdapter, parseAdapterConfig, readAdapter, type Adapter } from "../src/formats/peft.js";
-import { readCheckpoint, type TensorEntry } from "../src/formats/safetensors.js";
+import { readCheckpoint, readHeader, type TensorEntry } from "../src/formats/safetensors.js";
 import { LoraTrainer, initAdapter } from "../src/train/lora.js";
 import { JsonError } from "../src/formats/json.js";
 import { SafetensorsError } from "../src/formats/safetensors.js";
@@ -120,6 +120,31 @@ describe("merging", () => {
     } finally {
       await model.kernels.close();
     }
+  });
+});
+
+describe("openelm convert --format safetensors", () => {
+  it("merges an adapter for good: the folder it writes gives the logits of the base with --adapter", async () => {
+    const out = mkdtempSync(join(tmpdir(), "openelm-merged-")), base = join(ROOT, "ref/oracle/elm-tiny-gqa"), adapter = join(ROOT, "ref/lora/elm-tiny-gqa");
+    const r = spawnSync(process.execPath, [join(ROOT, "dist/node/cli.js"), "convert", "--model", base, "--adapter", adapter, "--format", "safetensors", "--type", "f32", "--out", out], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/wrote .*: model.safetensors [\d.]+ MiB, 4 layers, matrices f32, adapter .* merged/);
+    const ids = [1, 415, 96, 354, 170, 432];
+    const logitsOf = async (dir: string, opts: object) => {
+      const m = await loadModelFromFolder(dir, { dtype: "f32", ...opts });
+      try {
+        return m.forward(m.newCache(ids.length), ids, { allPositions: true }).slice();
+      } finally {
+        await m.kernels.close();
+      }
+    };
+    expect(await logitsOf(out, {})).toEqual(await logitsOf(base, { adapter: await folderFiles(adapter) }));
+    const bf16 = spawnSync(process.execPath, [join(ROOT, "dist/node/cli.js"), "convert", "--model", base, "--format", "safetensors", "--out", join(out, "bf16")], { encoding: "utf8" });
+    expect(bf16.status, bf16.stderr).toBe(0);
+    const entries = await readHeader(await fileSource(join(out, "bf16", "model.safetensors")));
+    expect(new Set(entries.map((e) => `${e.shape.length}:${e.dtype}`))).toEqual(new Set(["2:bf16", "1:f32"]));
+    const bad = spawnSync(process.execPath, [join(ROOT, "dist/node/cli.js"), "convert", "--model", base, "--format", "safetensors", "--type", "q8_0", "--out", join(out, "q")], { encoding: "utf8" });
+    expect(bad.stderr).toMatch(/--type: a safetensors folder holds f32, f16, bf16, not "q8_0"/);
   });
 });
 

@@ -1,7 +1,13 @@
-// `openelm convert`: a model folder (or a GGUF file) written as a GGUF file that llama.cpp runs.
+// `openelm convert`: a model folder (or a GGUF file) written as a GGUF file that llama.cpp runs, or a model
+// folder written again as a Hugging Face folder in another float type (with --adapter: an adapter merged in,
+// as peft's merge_and_unload does).
 import { createWriteStream } from "node:fs";
+import { copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { once } from "node:events";
-import { WEIGHT_TYPES, type WeightType } from "../../dtype.js";
+import { join } from "node:path";
+import { FLOAT_TYPES, WEIGHT_TYPES, type FloatType, type WeightType } from "../../dtype.js";
+import { convertRows } from "../../formats/blocks.js";
+import { encodeSafetensors, type TensorEntry } from "../../formats/safetensors.js";
 import { ggufFile } from "../../formats/gguf-export.js";
 import { readCheckpointAt } from "../index.js";
 import { DEMO_MODEL, UsageError, adapterFolder, parse, progressBar } from "./args.js";
@@ -9,17 +15,22 @@ import { mergeAdapter, readAdapter } from "../../formats/peft.js";
 
 export const HELP = {
   convert: `openelm convert [--model DIR|FILE.gguf] --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k|q4_k_m] [--adapter DIR]
+  openelm convert --model DIR --format safetensors --out DIR [--type f32|f16|bf16] [--adapter DIR]
   Write the model as GGUF in llama.cpp's openelm layout (metadata, tensor names, the tokenizer and chat
   template), every matrix in --type (default: f16; q8_0 and q4_0 quantize as llama.cpp's reference
   quantizers do; q4_k_m is llama-quantize's mix of Q4_K, Q5_K and Q6_K, with simpler scale choices),
   norm weights in f32. llama.cpp (llama-cli -m FILE.gguf) runs the result. --adapter merges a LoRA adapter
-  (peft's layout) into the weights first.`,
+  (peft's layout) into the weights first. --format safetensors writes a Hugging Face folder instead
+  (config.json, model.safetensors with the matrices in --type, default bf16, norm weights in f32, and the
+  folder's tokenizer files), e.g. to store a checkpoint smaller or to merge an adapter for good.`,
 };
 
 export async function convert(args: string[]) {
-  const v = parse(args, { out: { type: "string", short: "o" }, type: { type: "string" }, adapter: { type: "string" } });
+  const v = parse(args, { out: { type: "string", short: "o" }, type: { type: "string" }, adapter: { type: "string" }, format: { type: "string" } });
   if (v.help) return console.log(HELP.convert);
-  if (!v.out) throw new UsageError("--out FILE.gguf is required");
+  if (v.format !== undefined && v.format !== "gguf" && v.format !== "safetensors") throw new UsageError(`--format: "${v.format}" is not gguf or safetensors`);
+  if (!v.out) throw new UsageError(`--out ${v.format === "safetensors" ? "DIR" : "FILE.gguf"} is required`);
+  if (v.format === "safetensors") return toFolder(v.model ?? DEMO_MODEL, v.out, v.type ?? "bf16", v.adapter);
   const type = (v.type ?? "f16") as WeightType;
   if (!WEIGHT_TYPES.includes(type)) throw new UsageError(`--type: "${v.type}" is not one of ${WEIGHT_TYPES.join(", ")}`);
   const source = v.model ?? DEMO_MODEL;
@@ -43,4 +54,28 @@ export async function convert(args: string[]) {
   };
   await Promise.race([write(), failed]);
   console.log(`wrote ${v.out}: ${(written / 2 ** 20).toFixed(1)} MiB, ${config.numLayers} layers, matrices ${type}`);
+}
+
+/** A Hugging Face folder in float type `type`: config.json (torch_dtype updated), model.safetensors, tokenizer files copied. */
+async function toFolder(source: string, out: string, type: string, adapter?: string) {
+  if (!(FLOAT_TYPES as readonly string[]).includes(type)) throw new UsageError(`--type: a safetensors folder holds ${FLOAT_TYPES.join(", ")}, not "${type}"`);
+  if (!(await stat(join(source, "config.json")).then((s) => s.isFile(), () => false))) throw new UsageError(`--format safetensors converts a Hugging Face folder, and ${source} has no config.json`);
+  const { config, tensors: stored } = await readCheckpointAt(source);
+  const tensors = adapter === undefined ? stored : mergeAdapter(stored, await readAdapter(await adapterFolder(adapter), config), () => "f32");
+  const entries: { name: string; dtype: FloatType; shape: number[]; data: Uint8Array }[] = [];
+  for (const [name, e] of [...tensors].sort(([a], [b]) => a.localeCompare(b)) as [string, TensorEntry][]) {
+    const to: FloatType = e.shape.length > 1 ? (type as FloatType) : "f32", k = e.shape[e.shape.length - 1]!, rows = e.shape.reduce((a, b) => a * b, 1) / k;
+    const src = new Uint8Array(e.bytes), data = new Uint8Array(rows * k * (to === "f32" ? 4 : 2));
+    await e.read(0, src);
+    convertRows(src, e.dtype, data, to, rows, k);
+    entries.push({ name, dtype: to, shape: e.shape, data });
+  }
+  await mkdir(out, { recursive: true });
+  const raw = JSON.parse(await readFile(join(source, "config.json"), "utf8")) as Record<string, unknown>;
+  await writeFile(join(out, "config.json"), JSON.stringify({ ...raw, torch_dtype: { f32: "float32", f16: "float16", bf16: "bfloat16" }[type as FloatType] }, null, 2) + "\n");
+  const weights = encodeSafetensors(entries, { format: "pt" });
+  await writeFile(join(out, "model.safetensors"), weights);
+  for (const f of ["tokenizer.json", "tokenizer_config.json", "generation_config.json"])
+    if (await stat(join(source, f)).then((s) => s.isFile(), () => false)) await copyFile(join(source, f), join(out, f));
+  console.log(`wrote ${out}: model.safetensors ${(weights.length / 2 ** 20).toFixed(1)} MiB, ${config.numLayers} layers, matrices ${type}${adapter ? `, adapter ${adapter} merged` : ""}`);
 }
