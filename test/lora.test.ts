@@ -234,6 +234,19 @@ describe("fine-tuning", () => {
   });
 });
 
+describe("--adapter where no weights load", () => {
+  it.each([
+    [["bench", "--shape", "270M", "--adapter", "x"], /--adapter: openelm bench loads no model weights/],
+    [["conformance", "--out", "x", "--adapter", "x"], /--adapter: openelm conformance loads no model weights/],
+    [["compare", "a.safetensors", "b.safetensors", "--adapter", "x"], /--adapter: openelm compare reads two traces and loads no model/],
+    [["train", "--config", "c.json", "--corpus", "sotu", "--out", "x", "--adapter", "x"], /--adapter goes with --model DIR/],
+  ])("%j is refused", (args, message) => {
+    const r = spawnSync(process.execPath, [join(ROOT, "dist/node/cli.js"), ...args], { encoding: "utf8" });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(message);
+  });
+});
+
 describe("openelm finetune", () => {
   const CLI = join(ROOT, "dist/node/cli.js"), dir = mkdtempSync(join(tmpdir(), "openelm-finetune-"));
   const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });

@@ -199,3 +199,8 @@ export async function adapterFolder(path: string): Promise<ModelFiles> {
   if (!(await stat(path).then((s) => s.isDirectory(), () => false))) throw new UsageError(`--adapter: ${path} is not a folder (an adapter folder holds adapter_config.json and adapter_model.safetensors)`);
   return folderFiles(path);
 }
+
+/** For commands that load no model's weights: --adapter would be silently ignored, so it is refused. */
+export function refuseAdapter(v: { adapter?: string }, command: string): void {
+  if (v.adapter !== undefined) throw new UsageError(`--adapter: openelm ${command} loads no model weights to merge an adapter into`);
+}

@@ -10,7 +10,7 @@ import { placement } from "../../weights.js";
 import { OpenELM as Model } from "../../model.js";
 import { randomWeights } from "../../synthetic.js";
 import { createNodeKernels } from "../index.js";
-import { MODEL_HELP, UsageError, parse, parseInteger } from "./args.js";
+import { MODEL_HELP, UsageError, parse, parseInteger, refuseAdapter } from "./args.js";
 
 export const HELP = {
   bench: `openelm bench --shape 270M|450M|1_1B|3B|config.json [--dtype bf16] [--threads N] [--prefill 128] [--decode 64]
@@ -29,6 +29,7 @@ export async function bench(args: string[]) {
     json: { type: "boolean" },
   });
   if (v.help) return console.log(HELP.bench + "\n\n" + MODEL_HELP);
+  refuseAdapter(v, "bench");
   if (!v.shape) throw new UsageError(`--shape is required: ${Object.keys(PRESETS).join(", ")} or a config.json`);
   const file = PRESETS[v.shape] ? undefined : await fileSource(v.shape).catch(() => {
     throw new UsageError(`--shape: "${v.shape}" is neither a preset (${Object.keys(PRESETS).join(", ")}) nor a readable config.json`);

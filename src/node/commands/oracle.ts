@@ -8,7 +8,7 @@ import { compareTraceFiles, encodeTrace } from "../../trace.js";
 import type { ByteSource } from "../../files.js";
 import { trace as traceModel } from "../../trace.js";
 import { fileSource } from "../files.js";
-import { MODEL_HELP, UsageError, loadModel, parse, parseIds, parseNumber } from "./args.js";
+import { MODEL_HELP, UsageError, loadModel, parse, parseIds, parseNumber, refuseAdapter } from "./args.js";
 
 export const HELP = {
   trace: `openelm trace --model DIR --ids 1,5,9 --out FILE.safetensors [--taps PATTERN]
@@ -82,6 +82,7 @@ export async function compare(args: string[]): Promise<number | void> {
     throw new CompareError((e as Error).message, 2);
   }
   if (v.help) return console.log(HELP.compare);
+  if (v.adapter !== undefined) throw new CompareError("--adapter: openelm compare reads two traces and loads no model", 2);
   const files = args.filter((a) => a.endsWith(".safetensors"));
   if (files.length !== 2) throw new CompareError("give two .safetensors traces: openelm compare A.safetensors B.safetensors", 2);
   const rtol = parseNumber("rtol", v.rtol, 1e-4, 0, Infinity, true)!;
@@ -105,6 +106,7 @@ export async function compare(args: string[]): Promise<number | void> {
 export async function conformance(args: string[]) {
   const v = parse(args, { out: { type: "string" }, ref: { type: "string" } });
   if (v.help) return console.log(HELP.conformance);
+  refuseAdapter(v, "conformance");
   if (!v.out) throw new UsageError("--out DIR is required");
   const ref = v.ref ?? REF;
   for (const part of REF_PARTS)

@@ -18,14 +18,15 @@ import { fileSource } from "../files.js";
 import { loadModelFromFolder, loadTokenizerFromFolder } from "../index.js";
 import { readHeader } from "../../formats/safetensors.js";
 import { parseJsonObject } from "../../formats/json.js";
-import { UsageError, parse, parseInteger, parseNumber } from "./args.js";
+import { UsageError, adapterFolder, parse, parseInteger, parseNumber } from "./args.js";
 
 export const HELP = {
   train: `openelm train (--config CONFIG.json | --model DIR | --resume) --corpus NAME|PATH --out DIR [options]
   Train with AdamW (weight decay on matrices), linear warmup then cosine decay, gradient clipping and
   accumulation over the batch, on the Llama-2 tokens of a corpus (an installed one by name, a .txt file,
   a folder of them, or a .jsonl with "text"), 5% of its documents held out. --config starts from random
-  weights (normal, std initializer_range); --model continues from a checkpoint. Every --save-every steps
+  weights (normal, std initializer_range); --model continues from a checkpoint (--adapter DIR: with a LoRA
+  adapter merged in). Every --save-every steps
   and at the end, DIR gets config.json and model.safetensors (f32: load it with --model DIR), the
   optimizer's state, training-state.json (options and loss history), loss-curve.svg and the corpus's
   tokens; --resume (with --out DIR) continues a stopped run exactly.
@@ -89,6 +90,7 @@ export async function train(args: string[]) {
   if (!v.out) throw new UsageError("--out DIR is required (the checkpoint is written there)");
   const out = v.out;
   const starts = [v.config !== undefined, v.model !== undefined, v.resume === true].filter(Boolean).length;
+  if (v.adapter !== undefined && v.model === undefined) throw new UsageError("--adapter goes with --model DIR: training then starts from the model with the adapter merged");
   if (starts !== 1) throw new UsageError("give exactly one of --config CONFIG.json (a new model), --model DIR (continue from its weights) or --resume (the run in --out)");
 
   let state: State, optimizer: AdamWState | undefined;
@@ -114,7 +116,7 @@ export async function train(args: string[]) {
     };
     await mkdir(out, { recursive: true });
     if (v.config) await startFromConfig(v.config, out, state.options.seed);
-    else await startFromCheckpoint(v.model!, out);
+    else await startFromCheckpoint(v.model!, out, v.adapter);
   }
 
   const o = state.options, until = Math.min(o.steps, parseInteger("until", v.until, o.steps, 1)!);
@@ -191,9 +193,9 @@ async function startFromConfig(configPath: string, out: string, seed: number) {
   await writeFile(join(out, "model.safetensors"), encodeSafetensors(tensors));
 }
 
-/** Continue from a checkpoint: its config.json, and its weights widened to f32. */
-async function startFromCheckpoint(dir: string, out: string) {
-  const model = await loadModelFromFolder(dir, { dtype: "f32" });
+/** Continue from a checkpoint: its config.json, and its weights widened to f32 (with an adapter merged in). */
+async function startFromCheckpoint(dir: string, out: string, adapter?: string) {
+  const model = await loadModelFromFolder(dir, { dtype: "f32", ...(adapter !== undefined ? { adapter: await adapterFolder(adapter) } : {}) });
   try {
     await copyFile(join(dir, "config.json"), join(out, "config.json"));
     await writeFile(join(out, "model.safetensors"), weightsFile(model));
