@@ -8,8 +8,9 @@ import { WEIGHT_TYPES, type WeightType } from "../../dtype.js";
 import { MAX_THREADS } from "../../load.js";
 import type { GenerateOptions } from "../../generation/stream.js";
 import type { OpenELM } from "../../model.js";
-import type { ModelFiles } from "../../files.js";
-import { folderFiles, loadModelFromFolder, type HubDownloadProgress } from "../index.js";
+import { readText, type ModelFiles } from "../../files.js";
+import { parseGenerationConfig, type GenerationDefaults } from "../../generation/generation-config.js";
+import { folderFiles, loadModelFromFolder, localModelPath, type HubDownloadProgress } from "../index.js";
 
 export class UsageError extends Error {}
 
@@ -55,7 +56,8 @@ export const samplingOptions = {
   "ignore-eos": { type: "boolean" },
 } as const;
 
-export const SAMPLING_HELP = `Sampling options:
+export const SAMPLING_HELP = `Sampling options (defaults from the model folder's generation_config.json when it has one,
+as transformers takes them; an option given here wins):
   -n, --max-new-tokens N    stop after N new tokens (default 64)
   --temperature T           0 (default) is greedy; above 0 samples from softmax(logits / T)
   --top-k K, --top-p P, --min-p P    restrict sampling to the K most likely tokens, the nucleus of mass P,
@@ -126,15 +128,15 @@ function parseLogitBias(s: string | undefined): Record<number, number> {
   return bias;
 }
 
-export function parseSampling(v: SamplingValues): GenerateOptions & { maxNewTokens: number } {
+export function parseSampling(v: SamplingValues, defaults: GenerationDefaults = {}): GenerateOptions & { maxNewTokens: number } {
   for (const stop of v.stop ?? []) if (stop === "") throw new UsageError("--stop: an empty stop string would stop before the first token");
   return {
-    maxNewTokens: parseInteger("max-new-tokens", v["max-new-tokens"], 64)!,
-    temperature: parseNumber("temperature", v.temperature, 0),
-    topK: parseInteger("top-k", v["top-k"]),
-    topP: parseNumber("top-p", v["top-p"], undefined, 0, 1, true),
+    maxNewTokens: parseInteger("max-new-tokens", v["max-new-tokens"], defaults.maxNewTokens ?? 64)!,
+    temperature: parseNumber("temperature", v.temperature, defaults.temperature ?? 0),
+    topK: parseInteger("top-k", v["top-k"], defaults.topK),
+    topP: parseNumber("top-p", v["top-p"], defaults.topP, 0, 1, true),
     minP: parseNumber("min-p", v["min-p"], undefined, 0, 1),
-    repetitionPenalty: parseNumber("repetition-penalty", v["repetition-penalty"], undefined, 0, Infinity, true),
+    repetitionPenalty: parseNumber("repetition-penalty", v["repetition-penalty"], defaults.repetitionPenalty, 0, Infinity, true),
     frequencyPenalty: parseNumber("frequency-penalty", v["frequency-penalty"], undefined, -2, 2),
     presencePenalty: parseNumber("presence-penalty", v["presence-penalty"], undefined, -2, 2),
     logitBias: parseLogitBias(v["logit-bias"]),
@@ -142,6 +144,14 @@ export function parseSampling(v: SamplingValues): GenerateOptions & { maxNewToke
     stop: v.stop,
     ignoreEos: v["ignore-eos"] ?? false,
   };
+}
+
+/** The sampling defaults of the model folder's generation_config.json, if it has one (options given on the command line win). */
+export async function generationDefaults(model: string): Promise<GenerationDefaults> {
+  const path = await localModelPath(model);
+  if (!(await stat(path).then((s) => s.isDirectory(), () => false))) return {};
+  const files = await folderFiles(path), text = await readText(files, "generation_config.json");
+  return text === undefined ? {} : parseGenerationConfig(text, `${path}/generation_config.json`);
 }
 
 /** Token ids of a --logit-bias must be in the model's vocabulary. */

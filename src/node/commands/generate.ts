@@ -4,7 +4,7 @@ import type { GenerateChunk, GenerateOptions } from "../../generation/stream.js"
 import { TextGenerator } from "../../generation/stream.js";
 import { renderChat } from "../../generation/chat.js";
 import { loadTokenizerFromFolder } from "../index.js";
-import { DEMO_MODEL, MODEL_HELP, SAMPLING_HELP, UsageError, checkLogitBias, loadModel, parse, parseIds, parseInteger, parseSampling, samplingOptions } from "./args.js";
+import { DEMO_MODEL, MODEL_HELP, SAMPLING_HELP, UsageError, checkLogitBias, generationDefaults, loadModel, parse, parseIds, parseInteger, parseSampling, samplingOptions } from "./args.js";
 
 export const HELP = {
   generate: `openelm generate [-m DIR] (-p TEXT | --ids 1,5,9) [sampling options] [--chat] [--system TEXT]
@@ -40,7 +40,7 @@ export async function generate(args: string[]) {
   if ((v.ids === undefined) === (v.prompt === undefined)) throw new UsageError("give exactly one of --prompt TEXT or --ids 1,5,9");
   if (v["prompt-lookup"] !== undefined && v["draft-model"] !== undefined) throw new UsageError("--prompt-lookup and --draft-model are alternatives; give one");
   const opts: GenerateOptions = {
-    ...parseSampling(v),
+    ...parseSampling(v, await generationDefaults(v.model ?? DEMO_MODEL)),
     promptLookup: parseInteger("prompt-lookup", v["prompt-lookup"], undefined, 1, 256),
     draftTokens: parseInteger("draft-tokens", v["draft-tokens"], undefined, 1, 256),
   };
@@ -88,7 +88,8 @@ const CHAT_COMMANDS = `/help   this list
 export async function chat(args: string[]) {
   const v = parse(args, { ...samplingOptions, system: { type: "string" } });
   if (v.help) return console.log(`${HELP.chat}\n\n${SAMPLING_HELP}\n\n${MODEL_HELP}`);
-  const opts = { ...parseSampling(v), maxNewTokens: parseInteger("max-new-tokens", v["max-new-tokens"], 256)! };
+  const defaults = await generationDefaults(v.model ?? DEMO_MODEL);
+  const opts = { ...parseSampling(v, defaults), maxNewTokens: parseInteger("max-new-tokens", v["max-new-tokens"], defaults.maxNewTokens ?? 256)! };
   const model = await loadModel(v);
   checkLogitBias(opts.logitBias, model.config.vocabSize);
   const generator = new TextGenerator(model, await loadTokenizerFromFolder(v.model ?? DEMO_MODEL));
