@@ -9,7 +9,7 @@ import { activationBackward, ropeBackward, rmsNormBackward } from "./backward.js
 import type { Tensor } from "../weights.js";
 
 /** Run `f` on arena copies of `arrays` (allocated in the memory of the weight at `beside`, as kernels need), then free them. */
-function inArena<R>(model: OpenELM, beside: number, arrays: (Float32Array | Int32Array)[], f: (ptrs: number[]) => R): R {
+export function inArena<R>(model: OpenELM, beside: number, arrays: (Float32Array | Int32Array)[], f: (ptrs: number[]) => R): R {
   const arena = model.arena, ptrs: number[] = [];
   try {
     for (const a of arrays) {

@@ -10,7 +10,8 @@
 import type { OpenELM } from "../model.js";
 import { seededRandom } from "../generation/sampler.js";
 import { adaptedWeights, loraNames, loraScale, type Adapter, type LoraConfig } from "../formats/peft.js";
-import { Gradients, accumulateGradients, crossEntropy, namedWeights } from "./gradients.js";
+import { Gradients, accumulateGradients, crossEntropy, inArena, namedWeights } from "./gradients.js";
+import type { Tensor } from "../weights.js";
 import { AdamW, clipGradients, learningRate, type AdamWState } from "./optimizer.js";
 import type { StepResult, TrainingOptions } from "./trainer.js";
 
@@ -30,19 +31,6 @@ export function initAdapter(model: OpenELM, config: LoraConfig, seed = 0): Adapt
   return { config, pairs };
 }
 
-/** c [m × n] = a [m × k] · b [k × n] (all row-major), or with `transposeA`, a [k × m] read as its transpose. */
-function product(a: Float32Array, b: Float32Array, m: number, k: number, n: number, transposeA = false): Float32Array {
-  const c = new Float32Array(m * n);
-  for (let i = 0; i < m; i++)
-    for (let j = 0; j < k; j++) {
-      const x = transposeA ? a[j * m + i]! : a[i * k + j]!;
-      if (x === 0) continue;
-      const row = b.subarray(j * n, (j + 1) * n), out = c.subarray(i * n, (i + 1) * n);
-      for (let q = 0; q < n; q++) out[q]! += x * row[q]!;
-    }
-  return c;
-}
-
 export class LoraTrainer {
   readonly optimizer: AdamW;
   /** The frozen base weights of the adapted matrices. */
@@ -60,20 +48,35 @@ export class LoraTrainer {
     return this.optimizer.state.step;
   }
 
+  /** An adapted weight's tensor (f32, which training needs). */
+  private tensor(name: string): Tensor {
+    const t = namedWeights(this.model).get(name)!;
+    if (t.dtype !== "f32") throw new TypeError(`LoRA training needs f32 weights, and ${name} is ${t.dtype} (load the base with dtype "f32")`);
+    return t;
+  }
+
   /** A view of an adapted weight in the arena (fresh: the arena may have grown). */
   private weight(name: string): Float32Array {
-    const p = this.adapter.pairs.get(name)!, tensor = namedWeights(this.model).get(name)!;
-    if (tensor.dtype !== "f32") throw new TypeError(`LoRA training needs f32 weights, and ${name} is ${tensor.dtype} (load the base with dtype "f32")`);
-    return this.model.arena.floats(tensor.ptr, p.out * p.in);
+    const p = this.adapter.pairs.get(name)!;
+    return this.model.arena.floats(this.tensor(name).ptr, p.out * p.in);
+  }
+
+  /** A, or with DropConnect's (scaled) mask, A ⊙ M. */
+  private dropped(name: string, masks?: Map<string, Float32Array>): Float32Array {
+    const a = this.adapter.pairs.get(name)!.a, m = masks?.get(name);
+    return m ? a.map((x, i) => x * m[i]!) : a;
   }
 
   /** Write W₀ + s·B·(A ⊙ masks) into the model (masks: DropConnect's, already scaled by 1/(1 − p); none: the adapter as it is). */
   merge(masks?: Map<string, Float32Array>): void {
     const s = loraScale(this.adapter.config), r = this.adapter.config.rank;
     for (const [name, p] of this.adapter.pairs) {
-      const m = masks?.get(name), a = m ? p.a.map((x, i) => x * m[i]!) : p.a;
-      const update = product(p.b, a, p.out, r, p.in), w = this.weight(name), w0 = this.base.get(name)!;
-      for (let i = 0; i < w.length; i++) w[i] = w0[i]! + s * update[i]!;
+      const t = this.tensor(name);
+      // W = W₀, then W += (s·B)·A' on the kernels (the gradient-of-input product computes dx += dy·W)
+      inArena(this.model, t.ptr, [p.b.map((x) => s * x), this.dropped(name, masks)], ([pB, pA]) => {
+        this.weight(name).set(this.base.get(name)!);
+        this.model.kernels.matmulGradInput(t.ptr, pB!, pA!, p.out, r, p.in);
+      });
     }
   }
 
@@ -97,12 +100,18 @@ export class LoraTrainer {
     this.grads.zero();
     let loss = 0;
     for (const e of batch) loss += accumulateGradients(this.model, e.ids, this.grads, 1 / batch.length, e.mask) / batch.length;
-    const grads = new Map<string, Float32Array>();
+    const grads = new Map<string, Float32Array>(), model = this.model;
     for (const [name, p] of this.adapter.pairs) {
-      const g = this.grads.view(name), m = masks?.get(name), a = m ? p.a.map((x, i) => x * m[i]!) : p.a;
-      const n = loraNames(name);
-      grads.set(n.a, product(p.b, g, r, p.out, p.in, true).map((x, i) => s * x * (m ? m[i]! : 1)));
-      grads.set(n.b, product(g, transpose(a, r, p.in), p.out, p.in, r).map((x) => s * x));
+      const g = this.grads.at.get(name)!.ptr, m = masks?.get(name), n = loraNames(name);
+      // on the kernels, G staying where the backward pass left it: dB = G·A'ᵀ (a forward product, in passes of
+      // maxRows rows as the workspace allows) and dA = Bᵀ·G (the gradient-of-weight product)
+      const [dA, dB] = inArena(model, this.tensor(name).ptr, [this.dropped(name, masks), p.b, new Float32Array(r * p.in), new Float32Array(p.out * r)], ([pA, pB, pDA, pDB]) => {
+        for (let row = 0; row < p.out; row += model.maxRows) model.kernels.matmul(pDB! + row * r * 4, g + row * p.in * 4, pA!, "f32", Math.min(model.maxRows, p.out - row), r, p.in);
+        model.kernels.matmulGradWeight(pDA!, pB!, g, p.out, r, p.in);
+        return [model.arena.floats(pDA!, r * p.in).slice(), model.arena.floats(pDB!, p.out * r).slice()];
+      });
+      grads.set(n.a, dA!.map((x, i) => s * x * (m ? m[i]! : 1)));
+      grads.set(n.b, dB!.map((x) => s * x));
     }
     return { loss, grads };
   }
@@ -139,11 +148,4 @@ export class LoraTrainer {
     }
     return total / examples.length;
   }
-}
-
-/** The transpose of a [rows × cols] matrix. */
-function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
-  const t = new Float32Array(a.length);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[j * rows + i] = a[i * cols + j]!;
-  return t;
 }
