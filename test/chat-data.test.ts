@@ -94,7 +94,7 @@ describe("renderExample", () => {
       expect(cut).toEqual({ ids: full.ids.slice(0, maxTokens), mask: full.mask.slice(0, maxTokens) });
     }
     expect(() => renderExample(CASES[1]![1], tokenizer, { maxTokens: firstLearnt })).toThrow(
-      new ChatDataError(`no assistant token within the first ${firstLearnt} tokens (maxTokens), so there is nothing to learn from the conversation`));
+      new ChatDataError(`no assistant token within the first ${firstLearnt} tokens (maxTokens), so there is nothing to learn from the conversation`, true));
     expect(renderExample(CASES[1]![1], tokenizer, { maxTokens: firstLearnt + 1 }).mask.filter(Boolean)).toHaveLength(1);
     for (const maxTokens of [0, 1.5, -1, NaN]) expect(() => renderExample(pair, tokenizer, { maxTokens })).toThrow(RangeError);
   });
@@ -136,9 +136,42 @@ const conversation = fc.tuple(
   fc.array(fc.tuple(message("user"), fc.array(message("assistant"), { minLength: 1, maxLength: 2 })), { minLength: 1, maxLength: 3 }),
 ).map(([system, turns]) => [...(system ? [system] : []), ...turns.flatMap(([user, replies]) => [user, ...replies])]);
 
+describe("OpenAI's \"weight\" on assistant messages", () => {
+  it("a reply with weight 0 stays in the context and is not learnt; weight 1 is learnt", () => {
+    const text = line([{ role: "user", content: "Hi" }, { role: "assistant", content: "Nope.", weight: 0 }, { role: "user", content: "Again?" }, { role: "assistant", content: "Hello!", weight: 1 }]);
+    const [messages] = parseChatJsonl(text, "w.jsonl");
+    expect(messages!.map((m) => (m as { weight?: number }).weight)).toEqual([undefined, 0, undefined, 1]);
+    const e = renderExample(messages!, tokenizer), learnt = e.ids.filter((_, j) => e.mask[j]);
+    expect(tokenizer.decode(learnt)).toBe("Hello!");
+    expect(learnt.at(-1)).toBe(2); // and the </s> after it
+    expect(tokenizer.decode(e.ids)).toContain("Nope.");
+  });
+
+  it.each([
+    [{ role: "assistant", content: "a", weight: 0.5 }, /w.jsonl line 1: "messages\[1\].weight" must be 0 or 1, got 0.5/],
+    [{ role: "user", content: "u", weight: 1 }, /w.jsonl line 1: "messages\[1\].weight" is for assistant messages, and this one is user's/],
+  ])("%j is refused", (message, error) => {
+    expect(() => parseChatJsonl(line([{ role: "user", content: "Hi" }, message, { role: "assistant", content: "ok" }]), "w.jsonl")).toThrow(error);
+  });
+
+  it("a conversation whose every reply has weight 0 is refused", () => {
+    expect(() => parseChatJsonl(line([{ role: "user", content: "Hi" }, { role: "assistant", content: "a", weight: 0 }]), "w.jsonl")).toThrow(/w.jsonl line 1: every assistant message has "weight": 0/);
+  });
+
+  it("an example cut before its first reply is marked truncated, for callers that skip such examples", () => {
+    const long = [{ role: "user", content: "word ".repeat(50) }, { role: "assistant", content: "ok" }] as ChatMessage[];
+    try {
+      renderExample(long, tokenizer, { maxTokens: 8 });
+      expect.unreachable();
+    } catch (e) {
+      expect((e as ChatDataError).truncated).toBe(true);
+    }
+  });
+});
+
 describe("parseChatJsonl", () => {
   it("reads one conversation per non-blank line, ignoring a BOM, blank lines, CRLF and extra fields", () => {
-    const text = `\uFEFF${line(pair, { id: 7 })}\r\n\n   \t\n${line([{ role: "system", content: "s", name: "x" }, { role: "assistant", content: "a", weight: 0 }])}`;
+    const text = `\uFEFF${line(pair, { id: 7 })}\r\n\n   \t\n${line([{ role: "system", content: "s", name: "x" }, { role: "assistant", content: "a", id: 3 }])}`;
     expect(parseChatJsonl(text, "chat.jsonl")).toEqual([pair, [{ role: "system", content: "s" }, { role: "assistant", content: "a" }]]);
     expect(parseChatJsonl("", "chat.jsonl")).toEqual([]);
     expect(parseChatJsonl("\n \n", "chat.jsonl")).toEqual([]);
@@ -199,7 +232,7 @@ describe("parseChatJsonl", () => {
   });
 
   it("fast-check: conversations written as JSON lines read back the same", () => {
-    const extra = fc.dictionary(fc.constantFrom("name", "weight", "id"), fc.jsonValue(), { maxKeys: 2 });
+    const extra = fc.dictionary(fc.constantFrom("name", "id", "refusal"), fc.jsonValue(), { maxKeys: 2 });
     fc.assert(fc.property(fc.array(fc.tuple(conversation, extra, fc.constantFrom("\n", "\r\n", "\n\n  \n")), { maxLength: 5 }), fc.boolean(), (files, bom) => {
       const text = (bom ? "\uFEFF" : "") + files.map(([m, e, end]) => line(m.map((x) => ({ ...e, ...x })), e) + end).join("");
       expect(parseChatJsonl(text, "f.jsonl")).toEqual(files.map(([m]) => m));

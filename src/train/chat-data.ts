@@ -6,6 +6,15 @@ import type { Tokenizer } from "../tokenizer.js";
 
 export class ChatDataError extends Error {
   override name = "ChatDataError";
+  /** Set when the only fault is that no learnt token falls within maxTokens (a caller may skip such examples). */
+  constructor(message: string, readonly truncated = false) {
+    super(message);
+  }
+}
+
+/** A message of a training conversation: OpenAI's fine-tuning format may mark an assistant reply "weight": 0, not to be learnt. */
+export interface TrainingMessage extends ChatMessage {
+  weight?: 0 | 1;
 }
 
 /** What a chat file may hold, so that a hostile one cannot exhaust memory: lines, and UTF-8 bytes per line. */
@@ -29,7 +38,7 @@ function tooLong(line: string): boolean {
 }
 
 /** The messages of one line of a chat file; `where` names it ("FILE line N") in errors. */
-function parseLine(line: string, where: string): ChatMessage[] {
+function parseLine(line: string, where: string): TrainingMessage[] {
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -43,28 +52,33 @@ function parseLine(line: string, where: string): ChatMessage[] {
   const messages = (value as { messages?: unknown }).messages;
   if (!Array.isArray(messages)) throw new ChatDataError(`${where}: "messages" must be an array of {"role", "content"} objects, got ${shown(messages)}`);
   if (messages.length === 0) throw new ChatDataError(`${where}: "messages" is empty`);
-  const conversation = messages.map((message: unknown, i): ChatMessage => {
+  const conversation = messages.map((message: unknown, i): TrainingMessage => {
     if (message === null || typeof message !== "object" || Array.isArray(message))
       throw new ChatDataError(`${where}: "messages[${i}]" must be an object with "role" and "content", got ${shown(message)}`);
-    const { role, content } = message as { role?: unknown; content?: unknown };
+    const { role, content, weight } = message as { role?: unknown; content?: unknown; weight?: unknown };
     if (typeof role !== "string" || !ROLES.includes(role))
       throw new ChatDataError(`${where}: "messages[${i}].role" must be "system", "user" or "assistant", got ${shown(role)}`);
     if (typeof content !== "string") throw new ChatDataError(`${where}: "messages[${i}].content" must be a string, got ${shown(content)}`);
-    return { role: role as ChatMessage["role"], content };
+    if (weight === undefined) return { role: role as ChatMessage["role"], content };
+    if (weight !== 0 && weight !== 1) throw new ChatDataError(`${where}: "messages[${i}].weight" must be 0 or 1, got ${shown(weight)}`);
+    if (role !== "assistant") throw new ChatDataError(`${where}: "messages[${i}].weight" is for assistant messages, and this one is ${role}'s`);
+    return { role, content, weight };
   });
   if (!conversation.some((m) => m.role === "assistant")) throw new ChatDataError(`${where}: "messages" has no assistant message, so there is nothing to learn from it`);
+  if (!conversation.some((m) => m.role === "assistant" && m.weight !== 0)) throw new ChatDataError(`${where}: every assistant message has "weight": 0, so there is nothing to learn from it`);
   return conversation;
 }
 
 /**
  * The conversations of a chat file (`text`, the contents of `file`): one per non-blank line, each line a
  * JSON object whose "messages" is an array of {"role": "system" | "user" | "assistant", "content": string},
- * with at least one assistant message. Other fields, on a line or a message, are ignored; so are blank
+ * with at least one assistant message to learn. An assistant message may carry OpenAI's "weight": 0 (kept
+ * in the context, not learnt) or 1. Other fields, on a line or a message, are ignored; so are blank
  * lines and a BOM. Anything else is a ChatDataError naming the file, the line and the field. A file with
  * no conversation gives []. At most CHAT_FILE_LIMITS.lines lines of CHAT_FILE_LIMITS.lineBytes each.
  */
-export function parseChatJsonl(text: string, file: string): ChatMessage[][] {
-  const conversations: ChatMessage[][] = [];
+export function parseChatJsonl(text: string, file: string): TrainingMessage[][] {
+  const conversations: TrainingMessage[][] = [];
   const { lines, lineBytes } = CHAT_FILE_LIMITS;
   let start = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   for (let n = 1; start < text.length; n++) {
@@ -91,7 +105,7 @@ const EOS = "</s>";
 /**
  * A conversation as a training example: rendered with the chat template (default OpenELM-Instruct's,
  * without a generation prompt) and tokenized, BOS first, with the mask true on exactly the tokens of each
- * assistant reply, from the end of its generation prompt ("<|assistant|>\n") through the template's last
+ * assistant reply (but those marked "weight": 0), from the end of its generation prompt ("<|assistant|>\n") through the template's last
  * "</s>" in that turn: what the model must produce when prompted with the conversation before it. What
  * the template puts after that "</s>" (a newline) is never generated, so it is not learnt.
  *
@@ -106,7 +120,7 @@ const EOS = "</s>";
  * learnt token (after truncation) is a ChatDataError, for the caller to skip or report; a template that
  * fails (e.g. raise_exception) throws its TemplateError.
  */
-export function renderExample(messages: ChatMessage[], tokenizer: Tokenizer, opts: { template?: string; maxTokens?: number } = {}): ChatExample {
+export function renderExample(messages: TrainingMessage[], tokenizer: Tokenizer, opts: { template?: string; maxTokens?: number } = {}): ChatExample {
   const maxTokens = opts.maxTokens ?? Infinity;
   if (!(maxTokens === Infinity || (Number.isInteger(maxTokens) && maxTokens >= 1))) throw new RangeError(`maxTokens must be an integer ≥ 1, got ${maxTokens}`);
   const render = (count: number, addGenerationPrompt: boolean) => renderChat(messages.slice(0, count), { template: opts.template, addGenerationPrompt });
@@ -136,7 +150,7 @@ export function renderExample(messages: ChatMessage[], tokenizer: Tokenizer, opt
     if (prompted === text) throw new ChatDataError(`messages[${i}]: the chat template puts no generation prompt before this assistant message (it needs a system or user message before it)`);
     const reply = next.slice(prompted.length), eos = reply.lastIndexOf(EOS), end = eos < 0 ? reply.length : eos + EOS.length;
     push(prompted.slice(text.length), false);
-    push(reply.slice(0, end), true);
+    push(reply.slice(0, end), messages[i]!.weight !== 0);
     push(reply.slice(end), false);
   }
 
@@ -146,7 +160,7 @@ export function renderExample(messages: ChatMessage[], tokenizer: Tokenizer, opt
   const example = { ids: ids.slice(0, maxTokens), mask: mask.slice(0, maxTokens) };
   if (!example.mask.includes(true)) {
     const truncated = rendered < messages.length || ids.length > maxTokens;
-    throw new ChatDataError(`no assistant token${truncated ? ` within the first ${maxTokens} tokens (maxTokens)` : ""}, so there is nothing to learn from the conversation`);
+    throw new ChatDataError(`no assistant token${truncated ? ` within the first ${maxTokens} tokens (maxTokens)` : ""}, so there is nothing to learn from the conversation`, truncated);
   }
   return example;
 }

@@ -68,7 +68,7 @@ export async function finetune(args: string[]) {
       examples.push(renderExample(messages, tokenizer, { template: tokenizer.chatTemplate, maxTokens: opts.seqLen }));
     } catch (e) {
       if (!(e instanceof ChatDataError)) throw e;
-      if (/no assistant token within/.test(e.message)) skipped++;
+      if (e.truncated) skipped++;
       else throw new ChatDataError(`${v.data}: conversation ${i + 1}: ${e.message}`);
     }
   });
