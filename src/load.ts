@@ -163,7 +163,7 @@ async function buildModel(config: OpenELMConfig, tensors: Map<string, TensorEntr
   if (contextLength !== Infinity && !(Number.isInteger(contextLength) && contextLength >= 1 && contextLength <= MAX.context))
     throw new RangeError(`the context length must be an integer from 1 to ${MAX.context}, got ${contextLength}`);
   const place = placement(config, opts.dtype, (name) => tensors.get(name)?.dtype ?? "f32");
-  // an adapter merges into each weight in the type it is placed as (exact for f32; quantized once, after)
+  // an adapter merges into each weight in the type it is placed as: exact for f32, and a float weight placed as a quantized type is quantized once, after merging
   if (opts.adapter) tensors = mergeAdapter(tensors, await readAdapter(opts.adapter, config), (name) => place(name, tensors.get(name)!.shape));
   const plan = planModel(config, place, contextLength, opts.memoryBytes);
   const { arena, kernels } = await createKernels(opts, plan.memories);

@@ -19,6 +19,8 @@ describe("parseGenerationConfig", () => {
     [{ do_sample: true }, { temperature: 1, topK: 50 }],
     [{ do_sample: true, temperature: 0.8, top_k: 0, top_p: 0.95, repetition_penalty: 1.2, max_new_tokens: 100 }, { temperature: 0.8, topK: 0, topP: 0.95, repetitionPenalty: 1.2, maxNewTokens: 100 }],
     [{ repetition_penalty: 1.2, num_beams: 1 }, { temperature: 0, repetitionPenalty: 1.2 }],
+    [{ temperature: 0, min_p: 0.1 }, { temperature: 0 }], // greedy: transformers only warns about temperature 0, and min_p does not apply
+    [{ do_sample: true, min_p: 0.05 }, { temperature: 1, topK: 50, minP: 0.05 }],
   ])("%j gives %j", (file, defaults) => {
     expect(parseGenerationConfig(JSON.stringify(file))).toEqual(defaults);
   });
@@ -37,13 +39,19 @@ describe("parseGenerationConfig", () => {
   });
 
   it("fast-check: any text is read into valid defaults or refused with a named error", () => {
-    const field = fc.constantFrom("do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens", "num_beams", "other");
+    const field = fc.constantFrom("do_sample", "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "max_new_tokens", "num_beams", "other");
     const text = fc.oneof(fc.dictionary(field, fc.oneof(fc.jsonValue(), fc.double(), fc.boolean())).map((o) => JSON.stringify(o)), fc.string());
     fc.assert(
       fc.property(text, (t) => {
         try {
           const d = parseGenerationConfig(t);
-          expect(d.temperature! >= 0 && (d.topP === undefined || (d.topP > 0 && d.topP <= 1)) && (d.repetitionPenalty === undefined || d.repetitionPenalty > 0)).toBe(true);
+          const sampled = d.temperature! > 0;
+          expect(Number.isFinite(d.temperature) && d.temperature! >= 0).toBe(true);
+          expect(sampled ? Number.isInteger(d.topK) && d.topK! >= 0 : d.topK === undefined && d.topP === undefined && d.minP === undefined).toBe(true);
+          if (d.topP !== undefined) expect(d.topP > 0 && d.topP <= 1).toBe(true);
+          if (d.minP !== undefined) expect(d.minP >= 0 && d.minP <= 1).toBe(true);
+          if (d.repetitionPenalty !== undefined) expect(d.repetitionPenalty > 0 && Number.isFinite(d.repetitionPenalty)).toBe(true);
+          if (d.maxNewTokens !== undefined) expect(Number.isInteger(d.maxNewTokens) && d.maxNewTokens >= 1).toBe(true);
         } catch (e) {
           expect(e instanceof GenerationConfigError || e instanceof JsonError, String(e)).toBe(true);
         }

@@ -13,7 +13,8 @@ import { FileError, memoryFiles } from "../src/files.js";
 import { fileSource, folderFiles } from "../src/node/files.js";
 import { loadModelFromFolder } from "../src/node/index.js";
 import { readTrace } from "../src/trace.js";
-import { AdapterError, encodeAdapter, mergeAdapter, parseAdapterConfig, readAdapter, type Adapter } from "../src/formats/peft.js";
+import { AdapterError, encodeAdapter, loraNames, mergeAdapter, readAdapter, type Adapter } from "../src/formats/peft.js";
+import { seededRandom } from "../src/generation/sampler.js";
 import { readCheckpoint, readHeader, type TensorEntry } from "../src/formats/safetensors.js";
 import { LoraTrainer, initAdapter } from "../src/train/lora.js";
 import { JsonError } from "../src/formats/json.js";
@@ -78,23 +79,58 @@ describe("LoRA against PyTorch", () => {
   });
 });
 
+describe("LoRA gradients with rsLoRA scaling and DropConnect masks, by finite differences", () => {
+  it("the largest entries of dA and dB match central differences of the loss", async () => {
+    const model = await loadModelFromFolder(join(ROOT, "ref/oracle/elm-tiny-gqa"), { dtype: "f32" });
+    try {
+      const adapter = await readAdapter(await folderFiles(join(ROOT, "ref/lora/elm-tiny-gqa")), model.config);
+      adapter.config.rslora = true; // scale alpha/√r
+      const { ids, mask } = metadata(join(ROOT, "ref/lora/elm-tiny-gqa/expected.safetensors"));
+      const trainer = new LoraTrainer(model, adapter, [{ ids, mask }], trainingOptions), random = seededRandom(5);
+      const masks = new Map([...adapter.pairs].map(([n, p]) => [n, p.a.map(() => (random() < 0.3 ? 0 : 1 / 0.7))]));
+      const { grads } = trainer.gradients([{ ids, mask }], masks);
+      const name = "transformer.layers.1.attn.qkv_proj.weight", pair = adapter.pairs.get(name)!, peft = loraNames(name);
+      for (const [which, values, g] of [["A", pair.a, grads.get(peft.a)!], ["B", pair.b, grads.get(peft.b)!]] as const) {
+        const i = g.reduce((best, x, j) => (Math.abs(x) > Math.abs(g[best]!) ? j : best), 0), eps = 1e-2, v = values[i]!;
+        values[i] = v + eps;
+        const up = trainer.gradients([{ ids, mask }], masks).loss;
+        values[i] = v - eps;
+        const down = trainer.gradients([{ ids, mask }], masks).loss;
+        values[i] = v;
+        const numeric = (up - down) / (2 * eps);
+        expect(Math.abs(numeric - g[i]!) / Math.abs(g[i]!), `d${which}[${i}]: ${g[i]} vs ${numeric}`).toBeLessThan(2e-2);
+      }
+      trainer.close();
+    } finally {
+      await model.kernels.close();
+    }
+  });
+});
+
 describe("merging", () => {
-  it("merges into bf16 and q8_0 weights as merging in f32 and then converting does", async () => {
-    const dir = join(ROOT, "ref/oracle/elm-tiny-gqa"), adapterDir = await folderFiles(join(ROOT, "ref/lora/elm-tiny-gqa"));
+  it("merges into bf16 and q8_0 weights exactly as storing the f32-merged weights in those types does", async () => {
+    const dir = join(ROOT, "ref/oracle/elm-tiny-gqa"), adapter = join(ROOT, "ref/lora/elm-tiny-gqa"), merged = mkdtempSync(join(tmpdir(), "openelm-merged-f32-"));
+    const r = spawnSync(process.execPath, [join(ROOT, "dist/node/cli.js"), "convert", "--model", dir, "--adapter", adapter, "--format", "safetensors", "--type", "f32", "--out", merged], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
     const ids = [1, 415, 96, 354, 170, 432];
-    const logitsOf = async (dtype: "f32" | "bf16" | "q8_0", adapter = true) => {
-      const m = await loadModelFromFolder(dir, { dtype, ...(adapter ? { adapter: adapterDir } : {}) });
+    const logitsOf = async (from: string, dtype: "f32" | "bf16" | "q8_0", opts: object = {}) => {
+      const m = await loadModelFromFolder(from, { dtype, ...opts });
       try {
         return m.forward(m.newCache(ids.length), ids).slice();
       } finally {
         await m.kernels.close();
       }
     };
-    const f32 = await logitsOf("f32"), base = await logitsOf("f32", false);
-    expect(relError(base, f32)).toBeGreaterThan(1e-3); // the adapter changes the model
-    // the stored f32 weights are merged and then stored as bf16 / q8_0: their rounding, not more
-    expect(relError(await logitsOf("bf16"), f32)).toBeLessThan(2e-2);
-    expect(relError(await logitsOf("q8_0"), f32)).toBeLessThan(3e-2);
+    const withAdapter = { adapter: await folderFiles(adapter) };
+    expect(relError(await logitsOf(dir, "f32"), await logitsOf(dir, "f32", withAdapter))).toBeGreaterThan(1e-3); // the adapter changes the model
+    for (const dtype of ["bf16", "q8_0"] as const) expect(await logitsOf(dir, dtype, withAdapter), dtype).toEqual(await logitsOf(merged, dtype));
+  });
+
+  it("refuses to merge into a quantized weight and store it as another quantized type", () => {
+    const base: TensorEntry = { name: "w", dtype: "q8_0", shape: [2, 32], bytes: 68, read: async () => {} };
+    const adapter: Adapter = { config: { rank: 1, alpha: 1, dropout: 0, targets: ["qkv_proj"] }, pairs: new Map([["w", { a: new Float32Array(32), b: new Float32Array(2), out: 2, in: 32 }]]) };
+    expect(() => mergeAdapter(new Map([["w", base]]), adapter, () => "q4_0")).toThrow(/w is stored as q8_0; merging an adapter and storing it as q4_0 would quantize it twice/);
+    expect(mergeAdapter(new Map([["w", base]]), adapter).get("w")!.dtype).toBe("q8_0");
   });
 
   it("a new adapter (B = 0) leaves the model as it was; encodeAdapter and readAdapter round-trip", async () => {
@@ -167,11 +203,23 @@ describe("adapter folders that are wrong", () => {
     [{ fan_in_fan_out: true }, /field "fan_in_fan_out" is true .* which openelm does not support/],
     [{ use_dora: true }, /field "use_dora" is true/],
     [{ layers_to_transform: [0] }, /field "layers_to_transform" is set/],
+    [{ layer_replication: [[0, 2]] }, /field "layer_replication" is set \(layers stacked again\)/],
+    [{ exclude_modules: ["out_proj"] }, /field "exclude_modules" is set/],
+    [{ rank_pattern: 5 }, /field "rank_pattern" is set/],
+    [{ init_lora_weights: "pissa_niter_4" }, /field "init_lora_weights" is "pissa_niter_4" \(an adapter for a changed base model\)/],
     [{ r: 8 }, /tensor base_model\.model\.transformer\.layers\.0\.attn\.qkv_proj\.lora_A\.weight has shape \[4,128\], expected \[8,128\]/],
     [{ target_modules: ["qkv_proj"] }, /tensors not of this model's qkv_proj adapters: base_model\.model\.transformer\.layers\.0\.attn\.out_proj/],
   ])("%j", async (change, message) => {
     const files = memoryFiles({ "adapter_config.json": JSON.stringify({ ...good, ...change }), "adapter_model.safetensors": weights }, "adapter");
     await expect(readAdapter(files, await config())).rejects.toThrow(message);
+  });
+
+  it("\"all-linear\" targets the four projections, and init_lora_weights true or \"gaussian\" is an ordinary adapter", async () => {
+    const c = await config();
+    for (const change of [{ target_modules: "all-linear" }, { init_lora_weights: "gaussian" }, { init_lora_weights: true }]) {
+      const a = await readAdapter(memoryFiles({ "adapter_config.json": JSON.stringify({ ...good, ...change }), "adapter_model.safetensors": weights }, "a"), c);
+      expect(a.config.targets).toEqual(["qkv_proj", "out_proj", "proj_1", "proj_2"]);
+    }
   });
 
   it("a folder without the files, or with peft's pickle only", async () => {
@@ -206,7 +254,7 @@ describe("adapter folders that are wrong", () => {
 });
 
 describe("fine-tuning", () => {
-  it("learns the assistant's tokens only, with dropout, and the same seed gives the same adapter", async () => {
+  it("learns the masked tokens, with and without dropout, and the same seed gives the same adapter", async () => {
     const dir = join(ROOT, "ref/oracle/elm-tiny-gqa");
     const ids = [1, 7, 9, 11, 13, 200, 201, 202, 203, 204, 2, 15, 17, 19, 210, 211, 212, 2];
     const mask = ids.map((id, j) => j > 4 && id >= 200 || (j === 10 || j === 17));
@@ -283,7 +331,8 @@ describe("openelm finetune", () => {
     [["--out", "x"], /--data CHAT.jsonl is required/],
     [["--data", "DATA", "--out", "x", "--targets", "q_proj"], /--targets: "q_proj" is not one of qkv_proj, out_proj, proj_1, proj_2/],
     [["--data", "DATA", "--out", "x", "--adapter", "ADAPTER", "--rank", "4"], /--adapter continues an adapter with its own rank/],
-    [["--data", "DATA", "--out", "x", "--dropout", "1"], /--dropout/],
+    [["--data", "DATA", "--out", "x", "--dropout", "1"], /--dropout: "1" is not a number in \[0, 0.95\]/],
+    [["--data", "DATA", "--out", "x", "--seq-len", "4096"], /--seq-len 4096 is longer than the model's trained context \(max_context_length 256\)/],
     [["--data", "BAD", "--out", "x"], /bad.jsonl line 2: "messages\[0\].role" must be "system", "user" or "assistant", got "bot"/],
   ])("%j is refused with a clear message", (args, message) => {
     writeFileSync(join(dir, "bad.jsonl"), readFileSync(data, "utf8").split("\n")[0] + '\n{"messages": [{"role": "bot", "content": "hi"}]}\n');

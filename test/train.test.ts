@@ -189,6 +189,7 @@ describe("openelm train", () => {
     expect(run("--config", config, "--corpus", corpus).stderr).toMatch(/--out DIR is required/);
     expect(run("--resume", "--out", join(dir, "nothing")).stderr).toMatch(/nothing to resume/);
     expect(run(...common, "--out", join(dir, "y"), "--lr", "0").stderr).toMatch(/--lr: "0" is not a number/);
+    expect(run(...common, "--out", join(dir, "z"), "--seq-len", "256").stderr).toMatch(/--seq-len 256: each window holds 257 tokens \(256 predicted\), more than the model's context \(max_context_length 256\)/);
     // a run whose optimizer state lost its moments: resuming would silently restart Adam, so it refuses
     const broken = join(dir, "broken");
     expect(run(...common, "--steps", "4", "--until", "2", "--out", broken).status).toBe(0);

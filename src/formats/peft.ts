@@ -1,9 +1,9 @@
 // LoRA adapters in the layout of Hugging Face's peft library, so that adapters trained here load in Python
 // (PeftModel.from_pretrained) and peft's load here: adapter_config.json, and adapter_model.safetensors with,
 // for each adapted Linear W [out, in], lora_A [rank, in] and lora_B [out, rank]. The adapted layer computes
-// y = x·Wᵀ + scale·x·Aᵀ·Bᵀ with scale = lora_alpha / rank; merging adds scale·B·A to W.
+// y = x·Wᵀ + scale·x·Aᵀ·Bᵀ with scale = lora_alpha / rank (rsLoRA: / √rank); merging adds scale·B·A to W.
 import type { OpenELMConfig } from "../config.js";
-import { FLOAT_TYPES, convert, tensorBytes, type DType, type FloatType } from "../dtype.js";
+import { FLOAT_TYPES, convert, isQuantized, tensorBytes, type DType, type FloatType } from "../dtype.js";
 import { readText, type ModelFiles } from "../files.js";
 import { expectedTensors } from "../weights.js";
 import { convertRows } from "./blocks.js";
@@ -58,6 +58,8 @@ export function adaptedWeights(c: OpenELMConfig, targets: readonly LoraTarget[])
 
 export const MAX_RANK = 4096;
 
+const isEmptyObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
+
 /** Parse adapter_config.json, refusing what this implementation would otherwise get silently wrong. */
 export function parseAdapterConfig(text: string, where = "adapter_config.json"): LoraConfig {
   const raw = parseJsonObject(text, where);
@@ -69,7 +71,7 @@ export function parseAdapterConfig(text: string, where = "adapter_config.json"):
   if (typeof alpha !== "number" || !Number.isFinite(alpha) || alpha <= 0) throw bad("lora_alpha", `must be a positive number, got ${JSON.stringify(alpha)}`);
   const dropout = raw.lora_dropout ?? 0;
   if (typeof dropout !== "number" || !(dropout >= 0 && dropout < 1)) throw bad("lora_dropout", `must be a number in [0, 1), got ${JSON.stringify(dropout)}`);
-  const modules = raw.target_modules;
+  const modules = raw.target_modules === "all-linear" ? [...LORA_TARGETS] : raw.target_modules;
   if (typeof modules === "string") throw bad("target_modules", `is a regular expression (${JSON.stringify(modules.slice(0, 80))}); openelm reads a list of names from ${LORA_TARGETS.join(", ")}`);
   if (!Array.isArray(modules) || modules.length === 0) throw bad("target_modules", `must be a non-empty list of names from ${LORA_TARGETS.join(", ")}`);
   for (const m of modules)
@@ -80,9 +82,13 @@ export function parseAdapterConfig(text: string, where = "adapter_config.json"):
     ["bias", (v) => v !== undefined && v !== "none", "other than \"none\" (trained biases)"],
     ["use_dora", (v) => v === true, "true (DoRA's magnitude vectors)"],
     ["layers_to_transform", (v) => v !== undefined && v !== null, "set (only some layers adapted)"],
-    ["rank_pattern", (v) => v !== undefined && v !== null && Object.keys(v as object).length > 0, "set (ranks per layer)"],
-    ["alpha_pattern", (v) => v !== undefined && v !== null && Object.keys(v as object).length > 0, "set (alphas per layer)"],
+    ["rank_pattern", (v) => v !== undefined && v !== null && !isEmptyObject(v), "set (ranks per layer)"],
+    ["alpha_pattern", (v) => v !== undefined && v !== null && !isEmptyObject(v), "set (alphas per layer)"],
     ["modules_to_save", (v) => v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0), "set (fully trained modules besides the adapters)"],
+    ["exclude_modules", (v) => v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0), "set (modules left out of target_modules)"],
+    ["layer_replication", (v) => v !== undefined && v !== null, "set (layers stacked again)"],
+    // PiSSA, OLoRA, CorDA and LoftQ start from a changed base model: their adapters are not for the original weights
+    ["init_lora_weights", (v) => typeof v === "string" && /^(pissa|olora|corda|loftq|eva)/i.test(v), `"${String(raw.init_lora_weights).slice(0, 20)}" (an adapter for a changed base model)`],
   ];
   for (const [field, is, what] of unsupported) if (is(raw[field])) throw bad(field, `is ${what}, which openelm does not support`);
   if (raw.use_rslora !== undefined && typeof raw.use_rslora !== "boolean") throw bad("use_rslora", "must be true or false");
@@ -158,8 +164,9 @@ export function addLowRank(w: Float32Array, p: LoraPair, rank: number, scale: nu
 /**
  * The checkpoint's tensors with the adapter merged into the weights it adapts, each merged weight produced
  * in the type `typeOf` gives (by default its stored type): the loader's placement, so that a weight loaded
- * as f32 gets the exact sum and a quantized one is quantized once, after merging. A merged weight is computed
- * in f32 when the loader first reads it and dropped once it has been read to the end.
+ * as f32 gets the exact sum. A quantized weight is dequantized, merged and quantized again (rounded twice:
+ * merge into f32, f16 or bf16 weights where you can), and only into its own type. A merged weight is
+ * computed in f32 when the loader first reads it and dropped once it has been read to the end.
  */
 export function mergeAdapter(tensors: Map<string, TensorEntry>, adapter: Adapter, typeOf: (name: string) => DType = (name) => tensors.get(name)!.dtype): Map<string, TensorEntry> {
   const out = new Map(tensors), scale = loraScale(adapter.config);
@@ -168,6 +175,8 @@ export function mergeAdapter(tensors: Map<string, TensorEntry>, adapter: Adapter
     if (!base) throw new AdapterError(`the adapter adapts ${name}, which the checkpoint does not have`);
     if (base.shape[0] !== pair.out || base.shape[1] !== pair.in) throw new AdapterError(`the adapter's pair for ${name} is for [${pair.out}, ${pair.in}], and the checkpoint's tensor is [${base.shape}]`);
     const dtype = typeOf(name), bytes = tensorBytes(dtype, base.shape);
+    if (isQuantized(base.dtype) && isQuantized(dtype) && dtype !== base.dtype)
+      throw new AdapterError(`${name} is stored as ${base.dtype}; merging an adapter and storing it as ${dtype} would quantize it twice (load it as ${base.dtype}, or from f32, f16 or bf16 weights)`);
     let merged: Uint8Array | undefined;
     out.set(name, {
       ...base, dtype, bytes,

@@ -1,5 +1,6 @@
 // LoRA fine-tuning (Hu et al., 2021): the base weights stay frozen, and each adapted weight W₀ [out × in]
-// learns a low-rank update: W = W₀ + s·B·A, with A [r × in], B [out × r] and s = alpha / r. A step writes
+// learns a low-rank update: W = W₀ + s·B·A, with A [r × in], B [out × r] and s = alpha / r (rsLoRA:
+// alpha / √r). The loss is the mean over the batch's counted tokens, as transformers' Trainer takes it. A step writes
 // W into the model's f32 weights, runs the ordinary backward pass (gradients.ts) collecting gradients for
 // the adapted weights only, and turns each weight's gradient G into its pair's by the chain rule:
 // dB = s·G·Aᵀ and dA = s·Bᵀ·G.
@@ -12,7 +13,7 @@ import { seededRandom } from "../generation/sampler.js";
 import { adaptedWeights, loraNames, loraScale, type Adapter, type LoraConfig } from "../formats/peft.js";
 import { Gradients, accumulateGradients, crossEntropy, inArena, namedWeights } from "./gradients.js";
 import type { Tensor } from "../weights.js";
-import { AdamW, clipGradients, learningRate, type AdamWState } from "./optimizer.js";
+import { AdamW, clipGradients, learningRate } from "./optimizer.js";
 import type { StepResult, TrainingOptions } from "./trainer.js";
 
 /** One training example: token ids, and which targets count in the loss (mask[j]: predicting ids[j]). */
@@ -37,9 +38,9 @@ export class LoraTrainer {
   private readonly base = new Map<string, Float32Array>();
   private readonly grads: Gradients;
 
-  constructor(readonly model: OpenELM, readonly adapter: Adapter, readonly examples: MaskedExample[], readonly opts: TrainingOptions, state?: AdamWState) {
+  constructor(readonly model: OpenELM, readonly adapter: Adapter, readonly examples: MaskedExample[], readonly opts: TrainingOptions) {
     if (examples.length === 0) throw new RangeError("LoRA training needs at least one example");
-    this.optimizer = new AdamW({ weightDecay: 0, ...opts.adamw }, state);
+    this.optimizer = new AdamW({ weightDecay: 0, ...opts.adamw });
     for (const name of adapter.pairs.keys()) this.base.set(name, this.weight(name).slice());
     this.grads = new Gradients(model, adapter.pairs.keys());
   }
@@ -80,26 +81,22 @@ export class LoraTrainer {
     }
   }
 
-  /** Put the base weights back (the model as loaded). */
-  restore(): void {
-    for (const [name, w0] of this.base) this.weight(name).set(w0);
-  }
-
   /** Give the gradients' memory back to the arena. */
   close(): void {
     this.grads.free();
   }
 
   /**
-   * The mean masked loss of `batch` and its gradient for every lora_A and lora_B (by peft's names), through
+   * The loss of `batch` (the mean over its counted tokens) and its gradient for every lora_A and lora_B (by peft's names), through
    * W = W₀ + s·B·A' with A' = A ⊙ M (DropConnect's masks, scaled; none: A' = A): dB = s·G·A'ᵀ, dA = M ⊙ s·Bᵀ·G.
    */
   gradients(batch: MaskedExample[], masks?: Map<string, Float32Array>): { loss: number; grads: Map<string, Float32Array> } {
     const c = this.adapter.config, s = loraScale(c), r = c.rank;
     this.merge(masks);
     this.grads.zero();
+    const counted = batch.map(counts), total = counted.reduce((a, n) => a + n, 0);
     let loss = 0;
-    for (const e of batch) loss += accumulateGradients(this.model, e.ids, this.grads, 1 / batch.length, e.mask) / batch.length;
+    batch.forEach((e, i) => (loss += (accumulateGradients(this.model, e.ids, this.grads, counted[i]! / total, e.mask) * counted[i]!) / total));
     const grads = new Map<string, Float32Array>(), model = this.model;
     for (const [name, p] of this.adapter.pairs) {
       const g = this.grads.at.get(name)!.ptr, m = masks?.get(name), n = loraNames(name);
@@ -134,18 +131,22 @@ export class LoraTrainer {
     return { step, loss, gradNorm, lr, tokens: batch.reduce((a, e) => a + e.ids.length - 1, 0) };
   }
 
-  /** Mean masked loss over `examples` with the adapter as it is (forward passes only). */
+  /** The mean loss per counted token over `examples`, with the adapter as it is (forward passes only). */
   heldOutLoss(examples: MaskedExample[]): number {
     this.merge();
-    let total = 0;
+    let total = 0, count = 0;
     for (const e of examples) {
       const cache = this.model.newCache(e.ids.length);
       try {
-        total += crossEntropy(this.model, this.model.forward(cache, e.ids, { allPositions: true }), e.ids, 1, undefined, e.mask);
+        total += crossEntropy(this.model, this.model.forward(cache, e.ids, { allPositions: true }), e.ids, 1, undefined, e.mask) * counts(e);
+        count += counts(e);
       } finally {
         this.model.releaseCache(cache);
       }
     }
-    return total / examples.length;
+    return total / count;
   }
 }
+
+/** The targets an example counts in its loss. */
+const counts = (e: MaskedExample) => e.mask.slice(1).filter(Boolean).length;

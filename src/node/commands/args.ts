@@ -135,7 +135,7 @@ export function parseSampling(v: SamplingValues, defaults: GenerationDefaults = 
     temperature: parseNumber("temperature", v.temperature, defaults.temperature ?? 0),
     topK: parseInteger("top-k", v["top-k"], defaults.topK),
     topP: parseNumber("top-p", v["top-p"], defaults.topP, 0, 1, true),
-    minP: parseNumber("min-p", v["min-p"], undefined, 0, 1),
+    minP: parseNumber("min-p", v["min-p"], defaults.minP, 0, 1),
     repetitionPenalty: parseNumber("repetition-penalty", v["repetition-penalty"], defaults.repetitionPenalty, 0, Infinity, true),
     frequencyPenalty: parseNumber("frequency-penalty", v["frequency-penalty"], undefined, -2, 2),
     presencePenalty: parseNumber("presence-penalty", v["presence-penalty"], undefined, -2, 2),
@@ -146,11 +146,10 @@ export function parseSampling(v: SamplingValues, defaults: GenerationDefaults = 
   };
 }
 
-/** The sampling defaults of the model folder's generation_config.json, if it has one (options given on the command line win). */
-export async function generationDefaults(model: string): Promise<GenerationDefaults> {
-  const path = await localModelPath(model);
+/** The sampling defaults of a local model folder's generation_config.json, if it has one (options given on the command line win). */
+export async function generationDefaults(path: string): Promise<GenerationDefaults> {
   if (!(await stat(path).then((s) => s.isDirectory(), () => false))) return {};
-  const files = await folderFiles(path), text = await readText(files, "generation_config.json");
+  const text = await readText(await folderFiles(path), "generation_config.json");
   return text === undefined ? {} : parseGenerationConfig(text, `${path}/generation_config.json`);
 }
 
@@ -189,13 +188,25 @@ function downloadBars(): (p: HubDownloadProgress) => void {
   };
 }
 
-export async function loadModel(v: { model?: string; dtype?: string; kernels?: string; context?: string; threads?: string; adapter?: string }, label = "loading"): Promise<OpenELM> {
+type ModelValues = { model?: string; dtype?: string; kernels?: string; context?: string; threads?: string; adapter?: string };
+
+function checkModelOptions(v: ModelValues): void {
   if (v.dtype !== undefined && !WEIGHT_TYPES.includes(v.dtype as WeightType)) throw new UsageError(`--dtype: "${v.dtype}" is not one of ${WEIGHT_TYPES.join(", ")}`);
   if (v.kernels !== "wasm" && v.kernels !== "typescript") throw new UsageError(`--kernels: "${v.kernels}" is not wasm or typescript`);
+}
+
+/** --model as a local path, a hub id downloaded first (with progress bars), once its options are checked. */
+export async function resolveModel(v: ModelValues): Promise<string> {
+  checkModelOptions(v);
+  return localModelPath(v.model ?? DEMO_MODEL, { onDownload: downloadBars() });
+}
+
+export async function loadModel(v: ModelValues, label = "loading"): Promise<OpenELM> {
+  checkModelOptions(v);
   const threads = parseInteger("threads", v.threads, undefined, 1, MAX_THREADS);
   return loadModelFromFolder(v.model ?? DEMO_MODEL, {
     dtype: v.dtype as WeightType | undefined,
-    kernels: v.kernels,
+    kernels: v.kernels as "wasm" | "typescript",
     contextLength: parseInteger("context", v.context, undefined, 1, MAX.context),
     ...(threads !== undefined ? { threads } : {}),
     onProgress: progressBar(label, (b) => `${(b / 2 ** 20).toFixed(0)} MiB`),

@@ -5,7 +5,8 @@ import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { LORA_TARGETS, MAX_RANK, encodeAdapter, readAdapter, type LoraTarget } from "../../formats/peft.js";
 import { seededRandom } from "../../generation/sampler.js";
-import { ChatDataError, parseChatJsonl, renderExample } from "../../train/chat-data.js";
+import { ChatDataError, parseChatJsonl, renderExample, type TrainingMessage } from "../../train/chat-data.js";
+import type { Tokenizer } from "../../tokenizer.js";
 import { LoraTrainer, initAdapter, type MaskedExample } from "../../train/lora.js";
 import { lossCurveSvg, type LossPoint } from "../../train/plot.js";
 import type { TrainingOptions } from "../../train/trainer.js";
@@ -21,8 +22,9 @@ export const HELP = {
   are 20 or more. DIR gets adapter_config.json and adapter_model.safetensors (peft's layout: load it with
   --adapter DIR in any command, or PeftModel.from_pretrained in Python), finetune-state.json and loss-curve.svg.
   --rank R (8)  --alpha A (2·rank)  --dropout P (0; DropConnect on A, see src/train/lora.ts)
-  --targets LIST (${LORA_TARGETS.join(",")})  --adapter DIR (continue training that adapter)
-  --steps N (100)  --batch B conversations per step (4)  --seq-len L tokens kept of each (512)
+  --targets LIST (${LORA_TARGETS.join(",")}, or all-linear)  --adapter DIR (start from that adapter, with its rank,
+  alpha and targets; the optimizer and the schedule start anew)
+  --steps N (100)  --batch B conversations per step (4)  --seq-len L tokens kept of each (512, at most the context)
   --lr LR (1e-3)  --min-lr (lr/10)  --warmup STEPS (steps/20)  --weight-decay (0)  --clip NORM (1, 0: off)
   --seed S (0)  --eval-every N (20)  -t, --threads N  --json (a summary as JSON at the end)`,
 };
@@ -41,53 +43,39 @@ export async function finetune(args: string[]) {
   if (!v.data) throw new UsageError("--data CHAT.jsonl is required");
   if (!v.out) throw new UsageError("--out DIR is required (the adapter is written there)");
   if (v.adapter !== undefined && (v.rank ?? v.alpha ?? v.targets) !== undefined) throw new UsageError("--adapter continues an adapter with its own rank, alpha and targets; drop --rank, --alpha and --targets");
-  const rank = parseInteger("rank", v.rank, 8, 1, MAX_RANK)!;
-  const targets = (v.targets ?? LORA_TARGETS.join(",")).split(",").map((t) => t.trim());
+  const rank = parseInteger("rank", v.rank, 8, 1, MAX_RANK)!, alpha = parseNumber("alpha", v.alpha, 2 * rank, 0, Infinity, true)!;
+  const dropout = parseNumber("dropout", v.dropout, 0, 0, 0.95)!;
+  const targets = (v.targets === "all-linear" ? LORA_TARGETS.join(",") : (v.targets ?? LORA_TARGETS.join(","))).split(",").map((t) => t.trim());
   for (const t of targets) if (!(LORA_TARGETS as readonly string[]).includes(t)) throw new UsageError(`--targets: "${t}" is not one of ${LORA_TARGETS.join(", ")}`);
   const steps = parseInteger("steps", v.steps, 100, 1)!, lr = parseNumber("lr", v.lr, 1e-3, 0, 1, true)!;
   const opts: TrainingOptions = {
-    steps, batch: parseInteger("batch", v.batch, 4, 1)!, seqLen: parseInteger("seq-len", v["seq-len"], 512, 2)!, lr,
+    steps, batch: parseInteger("batch", v.batch, 4, 1)!, seqLen: 0 /* below, once the model's context is known */, lr,
     minLr: parseNumber("min-lr", v["min-lr"], lr / 10, 0, lr)!, warmup: parseInteger("warmup", v.warmup, Math.ceil(steps / 20), 0)!,
     clip: parseNumber("clip", v.clip, 1)!, seed: parseInteger("seed", v.seed, 0, 0, 0xffffffff)!,
     adamw: { weightDecay: parseNumber("weight-decay", v["weight-decay"], 0, 0, 1)! },
   };
   const evalEvery = parseInteger("eval-every", v["eval-every"], 20, 1)!;
+  const seqLen = parseInteger("seq-len", v["seq-len"], undefined, 2);
   const modelPath = v.model ?? DEMO_MODEL;
 
-  // the conversations, rendered and masked; those whose replies all fall past --seq-len are skipped
+  // the conversations are checked before the model loads
   const size = await stat(v.data).then((s) => s.size, () => {
     throw new UsageError(`--data: cannot read ${v.data}`);
   });
   if (size > MAX_DATA_BYTES) throw new UsageError(`--data: ${v.data} has ${size.toLocaleString("en-US")} bytes, more than the 1 GiB openelm finetune reads`);
   const conversations = parseChatJsonl(await readFile(v.data, "utf8"), v.data);
   if (conversations.length === 0) throw new UsageError(`--data: ${v.data} has no conversations`);
-  const tokenizer = await loadTokenizerFromFolder(modelPath), examples: MaskedExample[] = [];
-  let skipped = 0;
-  conversations.forEach((messages, i) => {
-    try {
-      examples.push(renderExample(messages, tokenizer, { template: tokenizer.chatTemplate, maxTokens: opts.seqLen }));
-    } catch (e) {
-      if (!(e instanceof ChatDataError)) throw e;
-      if (e.truncated) skipped++;
-      else throw new ChatDataError(`${v.data}: conversation ${i + 1}: ${e.message}`);
-    }
-  });
-  if (examples.length === 0) throw new UsageError(`--data: no conversation of ${v.data} has an assistant reply within its first ${opts.seqLen} tokens (--seq-len)`);
-  // hold out 5% (by a seeded shuffle) when there are enough to measure anything
-  const order = examples.map((_, i) => i), random = seededRandom(opts.seed ^ 0x5eed);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  const held = examples.length >= 20 ? Math.ceil(examples.length / 20) : 0;
-  const heldOut = order.slice(0, held).map((i) => examples[i]!), trainSet = order.slice(held).map((i) => examples[i]!);
 
   const model = await loadModelFromFolder(modelPath, { dtype: "f32", threads: v.threads === undefined ? undefined : parseInteger("threads", v.threads, undefined, 1, 256) });
   try {
+    if (seqLen !== undefined && seqLen > model.config.maxContextLength)
+      throw new UsageError(`--seq-len ${seqLen} is longer than the model's trained context (max_context_length ${model.config.maxContextLength})`);
+    opts.seqLen = seqLen ?? Math.min(512, model.config.maxContextLength);
+    const { trainSet, heldOut, skipped } = examplesOf(conversations, await loadTokenizerFromFolder(modelPath), opts, v.data), held = heldOut.length;
     const adapter = v.adapter !== undefined
       ? await readAdapter(await adapterFolder(v.adapter), model.config)
-      : initAdapter(model, { rank, alpha: parseNumber("alpha", v.alpha, 2 * rank, 0, Infinity, true)!, dropout: parseNumber("dropout", v.dropout, 0, 0, 0.95)!, targets: [...new Set(targets as LoraTarget[])], baseModel: modelPath }, opts.seed);
-    if (v.adapter !== undefined && v.dropout !== undefined) adapter.config.dropout = parseNumber("dropout", v.dropout, 0, 0, 0.95)!;
+      : initAdapter(model, { rank, alpha, dropout, targets: [...new Set(targets as LoraTarget[])], baseModel: modelPath }, opts.seed);
+    if (v.adapter !== undefined && v.dropout !== undefined) adapter.config.dropout = dropout;
     const trainer = new LoraTrainer(model, adapter, trainSet, opts);
     const log = (s: string) => process.stderr.write(s), history: LossPoint[] = [];
     const tokens = trainSet.reduce((a, e) => a + e.mask.filter(Boolean).length, 0);
@@ -118,4 +106,30 @@ export async function finetune(args: string[]) {
   } finally {
     await model.kernels.close();
   }
+}
+
+/**
+ * The conversations rendered with the model's template and masked, those whose replies all fall past
+ * seqLen skipped (counted), and 5% held out by a seeded shuffle once there are 20 or more.
+ */
+function examplesOf(conversations: TrainingMessage[][], tokenizer: Tokenizer, opts: TrainingOptions, file: string): { trainSet: MaskedExample[]; heldOut: MaskedExample[]; skipped: number } {
+  const examples: MaskedExample[] = [];
+  let skipped = 0;
+  conversations.forEach((messages, i) => {
+    try {
+      examples.push(renderExample(messages, tokenizer, { template: tokenizer.chatTemplate, maxTokens: opts.seqLen }));
+    } catch (e) {
+      if (!(e instanceof ChatDataError)) throw e;
+      if (e.truncated) skipped++;
+      else throw new ChatDataError(`${file}: conversation ${i + 1}: ${e.message}`);
+    }
+  });
+  if (examples.length === 0) throw new UsageError(`--data: no conversation of ${file} has an assistant reply within its first ${opts.seqLen} tokens (--seq-len)`);
+  const order = examples.map((_, i) => i), random = seededRandom(opts.seed ^ 0x5eed);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const held = examples.length >= 20 ? Math.ceil(examples.length / 20) : 0;
+  return { trainSet: order.slice(held).map((i) => examples[i]!), heldOut: order.slice(0, held).map((i) => examples[i]!), skipped };
 }

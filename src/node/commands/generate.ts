@@ -4,7 +4,7 @@ import type { GenerateChunk, GenerateOptions } from "../../generation/stream.js"
 import { TextGenerator } from "../../generation/stream.js";
 import { renderChat } from "../../generation/chat.js";
 import { loadTokenizerFromFolder } from "../index.js";
-import { DEMO_MODEL, MODEL_HELP, SAMPLING_HELP, UsageError, checkLogitBias, generationDefaults, loadModel, parse, parseIds, parseInteger, parseSampling, samplingOptions } from "./args.js";
+import { MODEL_HELP, SAMPLING_HELP, UsageError, checkLogitBias, generationDefaults, loadModel, parse, resolveModel, parseIds, parseInteger, parseSampling, samplingOptions } from "./args.js";
 
 export const HELP = {
   generate: `openelm generate [-m DIR] (-p TEXT | --ids 1,5,9) [sampling options] [--chat] [--system TEXT]
@@ -39,16 +39,17 @@ export async function generate(args: string[]) {
   if (v.help) return console.log(`${HELP.generate}\n\n${SAMPLING_HELP}\n\n${MODEL_HELP}`);
   if ((v.ids === undefined) === (v.prompt === undefined)) throw new UsageError("give exactly one of --prompt TEXT or --ids 1,5,9");
   if (v["prompt-lookup"] !== undefined && v["draft-model"] !== undefined) throw new UsageError("--prompt-lookup and --draft-model are alternatives; give one");
+  const path = await resolveModel(v); // a hub id is downloaded once, here
   const opts: GenerateOptions = {
-    ...parseSampling(v, await generationDefaults(v.model ?? DEMO_MODEL)),
+    ...parseSampling(v, await generationDefaults(path)),
     promptLookup: parseInteger("prompt-lookup", v["prompt-lookup"], undefined, 1, 256),
     draftTokens: parseInteger("draft-tokens", v["draft-tokens"], undefined, 1, 256),
   };
-  const model = await loadModel(v);
+  const model = await loadModel({ ...v, model: path });
   checkLogitBias(opts.logitBias, model.config.vocabSize);
   // the draft model runs on this thread only: it is small, and its calls alternate with the model's
   if (v["draft-model"]) opts.draft = await loadModel({ ...v, model: v["draft-model"], threads: "1" }, "loading draft");
-  const tokenizer = await loadTokenizerFromFolder(v.model ?? DEMO_MODEL);
+  const tokenizer = await loadTokenizerFromFolder(path);
   const generator = new TextGenerator(model, tokenizer);
   let prompt: string | number[] = v.ids !== undefined ? parseIds(v.ids) : v.prompt!;
   if (v.chat) {
@@ -88,11 +89,11 @@ const CHAT_COMMANDS = `/help   this list
 export async function chat(args: string[]) {
   const v = parse(args, { ...samplingOptions, system: { type: "string" } });
   if (v.help) return console.log(`${HELP.chat}\n\n${SAMPLING_HELP}\n\n${MODEL_HELP}`);
-  const defaults = await generationDefaults(v.model ?? DEMO_MODEL);
-  const opts = { ...parseSampling(v, defaults), maxNewTokens: parseInteger("max-new-tokens", v["max-new-tokens"], defaults.maxNewTokens ?? 256)! };
-  const model = await loadModel(v);
+  const path = await resolveModel(v), defaults = await generationDefaults(path);
+  const opts = parseSampling(v, { ...defaults, maxNewTokens: defaults.maxNewTokens ?? 256 });
+  const model = await loadModel({ ...v, model: path });
   checkLogitBias(opts.logitBias, model.config.vocabSize);
-  const generator = new TextGenerator(model, await loadTokenizerFromFolder(v.model ?? DEMO_MODEL));
+  const generator = new TextGenerator(model, await loadTokenizerFromFolder(path));
   // whatever goes to the terminal starts on a line of its own, never after "openelm> " or typed text
   let midLine = false;
   const say = (text: string) => {

@@ -122,6 +122,8 @@ export async function train(args: string[]) {
   const o = state.options, until = Math.min(o.steps, parseInteger("until", v.until, o.steps, 1)!);
   const model = await loadModelFromFolder(out, { dtype: "f32", threads: v.threads === undefined ? undefined : parseInteger("threads", v.threads, undefined, 1, 256) });
   try {
+    if (o.seqLen + 1 > model.config.maxContextLength)
+      throw new UsageError(`--seq-len ${o.seqLen}: each window holds ${o.seqLen + 1} tokens (${o.seqLen} predicted), more than the model's context (max_context_length ${model.config.maxContextLength})`);
     const corpus = await corpusTokens(out, state.corpus, o.seed);
     if (corpus.vocabSize > model.config.vocabSize)
       throw new UsageError(`the corpus's tokenizer has ${corpus.vocabSize} tokens and the model's vocabulary ${model.config.vocabSize} (vocab_size in config.json)`);
