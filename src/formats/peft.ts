@@ -10,14 +10,17 @@ import { convertRows } from "./blocks.js";
 import { parseJsonObject } from "./json.js";
 import { encodeSafetensors, readHeader, type TensorEntry } from "./safetensors.js";
 
+/** An adapter folder that cannot be used as it is, with the file and field it concerns. */
 export class AdapterError extends Error {
   override name = "AdapterError";
 }
 
 /** The projections an adapter may target (peft's target_modules: names of the model's Linear layers). */
 export const LORA_TARGETS = ["qkv_proj", "out_proj", "proj_1", "proj_2"] as const;
+/** One of LORA_TARGETS. */
 export type LoraTarget = (typeof LORA_TARGETS)[number];
 
+/** An adapter's settings (adapter_config.json's r, lora_alpha, lora_dropout, target_modules, use_rslora, base_model_name_or_path). */
 export interface LoraConfig {
   rank: number;
   alpha: number;
@@ -43,6 +46,7 @@ export interface Adapter {
   pairs: Map<string, LoraPair>;
 }
 
+/** The factor of B·A in the adapted weight: alpha / rank, or alpha / √rank with rsLoRA. */
 export const loraScale = (c: LoraConfig) => c.alpha / (c.rslora ? Math.sqrt(c.rank) : c.rank);
 
 /** peft's tensor names for the pair adapting `weight` (e.g. transformer.layers.0.attn.qkv_proj.weight). */
@@ -56,6 +60,7 @@ export function adaptedWeights(c: OpenELMConfig, targets: readonly LoraTarget[])
   return new Map([...expectedTensors(c)].filter(([name]) => targets.some((t) => name.endsWith(`.${t}.weight`))).map(([name, s]) => [name, [s[0]!, s[1]!]]));
 }
 
+/** The largest rank read (a bound before anything is allocated). */
 export const MAX_RANK = 4096;
 
 const isEmptyObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;

@@ -5,6 +5,7 @@
 import { parseJsonObject } from "../formats/json.js";
 import type { SamplingOptions } from "./sampler.js";
 
+/** A generation_config.json field that is out of range or would be misread, named. */
 export class GenerationConfigError extends Error {
   override name = "GenerationConfigError";
 }

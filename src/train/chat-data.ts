@@ -4,6 +4,7 @@
 import { renderChat, type ChatMessage } from "../generation/chat.js";
 import type { Tokenizer } from "../tokenizer.js";
 
+/** A chat file or conversation that cannot be used, with the file, line and field it concerns. */
 export class ChatDataError extends Error {
   override name = "ChatDataError";
   /** Set when the only fault is that no learnt token falls within maxTokens (a caller may skip such examples). */

@@ -92,10 +92,12 @@ export class Gradients {
     return new Map([...this.at.keys()].map((name) => [name, this.view(name)]));
   }
 
+  /** Set every gradient to 0 (before a batch). */
   zero(): void {
     for (const name of this.at.keys()) this.view(name).fill(0);
   }
 
+  /** Give the buffers back to the arena. */
   free(): void {
     for (const g of this.at.values()) this.model.arena.free(g.ptr, g.length * 4);
     this.at.clear();

@@ -32,6 +32,7 @@ export function initAdapter(model: OpenELM, config: LoraConfig, seed = 0): Adapt
   return { config, pairs };
 }
 
+/** LoRA fine-tuning on masked examples: AdamW on the adapter's A and B, the base weights frozen. */
 export class LoraTrainer {
   readonly optimizer: AdamW;
   /** The frozen base weights of the adapted matrices. */

@@ -45,6 +45,7 @@ export function parameters(model: OpenELM): Map<string, Parameter> {
   return new Map([...namedWeights(model)].map(([name, t]) => [name, { data: model.arena.floats(t.ptr, t.shape.reduce((a, b) => a * b, 1)), matrix: t.shape.length > 1, shape: t.shape }]));
 }
 
+/** Pretraining from a token stream: AdamW on every weight, the batch's gradients summed in the arena. */
 export class Trainer {
   readonly optimizer: AdamW;
   /** The batch's summed gradients, in the arena. */
