@@ -16,7 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../src/config.js";
 import { argmax } from "../src/generation/sampler.js";
 import { TextGenerator } from "../src/generation/stream.js";
-import { loadModelFromFolder, loadTokenizerFromFolder } from "../src/node/index.js";
+import { folderFiles, loadModelFromFolder, loadTokenizerFromFolder } from "../src/node/index.js";
+import { initAdapter } from "../src/train/lora.js";
+import { encodeAdapter } from "../src/formats/peft.js";
 import { webApp } from "../src/node/commands/web.js";
 import { parseSettings } from "../src/web/demo/settings.js";
 import { trace } from "../src/trace.js";
@@ -103,8 +105,8 @@ async function chat(page: Page, text: string, n: number): Promise<string> {
 }
 
 /** Node's reply to the first message of a chat with the model at `path` (folder or .gguf), greedy, ignoring EOS. */
-async function nodeReply(path: string, text: string, maxNewTokens: number): Promise<{ ids: number[]; text: string }> {
-  const model = await loadModelFromFolder(path, { threads: 1 });
+async function nodeReply(path: string, text: string, maxNewTokens: number, adapter?: string): Promise<{ ids: number[]; text: string }> {
+  const model = await loadModelFromFolder(path, { threads: 1, ...(adapter ? { adapter: await folderFiles(adapter) } : {}) });
   const chat = new TextGenerator(model, await loadTokenizerFromFolder(path)).conversation(), reply = { ids: [] as number[], text: "" };
   for await (const chunk of chat.send(text, { temperature: 0, maxNewTokens, ignoreEos: true })) {
     reply.ids.push(...chunk.ids);
@@ -146,6 +148,34 @@ describe("openelm web in Chromium", () => {
     expect(await page.textContent("#stat-arena")).toMatch(/^[\d.]+ MiB$/);
     await page.screenshot({ path: join(SHOTS, "chat.png") });
     await page.close();
+  }, 60_000);
+
+  it("merges the adapter of openelm web --adapter into the model, as Node's --adapter does", async () => {
+    // an adapter for the 32000-token tiny model, with B not zero so that it changes the replies
+    const tiny = join(ORACLE, "elm-tiny-32k");
+    const model = await loadModelFromFolder(tiny, { dtype: "f32", kernels: "typescript" }), adapter = join(tmp, "adapter");
+    const lora = initAdapter(model, { rank: 4, alpha: 8, dropout: 0, targets: ["qkv_proj", "proj_2"] }, 9);
+    await model.close();
+    lora.pairs.forEach((p) => p.b.forEach((_, i) => (p.b[i] = 0.3 * Math.sin(7 * i + 1))));
+    mkdirSync(adapter, { recursive: true });
+    for (const [name, data] of Object.entries(encodeAdapter(lora))) writeFileSync(join(adapter, name), data);
+    const app = serve({ fetch: (await webApp(tiny, adapter)).fetch, port: 0, hostname: "127.0.0.1" });
+    await new Promise((r) => app.once("listening", r));
+    try {
+      const at = `http://127.0.0.1:${(app.address() as AddressInfo).port}/`;
+      const page = await open(async (p) => {
+        expect(await p.textContent("#model-choice option:checked")).toBe("--model elm-tiny-32k + adapter adapter");
+      }, true, at);
+      await settings(page, { temperature: 0, maxTokens: 8, ignoreEos: true });
+      const reply = await chat(page, "What is a llama?", 1);
+      await page.waitForSelector(`${reply}[data-finish]`, { timeout: 20_000 });
+      const expected = await nodeReply(tiny, "What is a llama?", 8, adapter);
+      expect(await idsOf(page, reply)).toEqual(expected.ids);
+      expect(expected.ids).not.toEqual((await nodeReply(tiny, "What is a llama?", 8)).ids);
+      await page.close();
+    } finally {
+      app.close();
+    }
   }, 60_000);
 
   it("opens a local folder, a local .gguf file (picked or dropped), and a .gguf file given to --model", async () => {
@@ -353,6 +383,7 @@ describe("openelm web serves", () => {
       [["--model", tmp], /--model: .* has no config.json/],
       [["--model", join(tmp, "outside.txt")], /--model: .*outside.txt is neither a model folder nor a .gguf file/],
       [["--host", ""], /--host: empty/],
+      [["--adapter", tmp], /--adapter: .* has no adapter_config.json/],
       [["--port", String(new URL(base).port)], /--port: \d+ is in use/],
     ] as const) {
       const r = run(...args);
@@ -360,6 +391,6 @@ describe("openelm web serves", () => {
       expect(r.status).toBe(2);
     }
     const help = run("--help");
-    expect([help.status, help.stdout]).toEqual([0, expect.stringMatching(/^openelm web \[--port P\] \[--host H\] \[--model DIR\|FILE.gguf\]\n/)]);
+    expect([help.status, help.stdout]).toEqual([0, expect.stringMatching(/^openelm web \[--port P\] \[--host H\] \[--model DIR\|FILE.gguf\] \[--adapter DIR\]\n/)]);
   });
 });

@@ -16,13 +16,14 @@ import { DEMO_MODEL, UsageError, parseInteger } from "./args.js";
 
 /** The command's help text (openelm web --help, and in openelm --help). */
 export const HELP = {
-  web: `openelm web [--port P] [--host H] [--model DIR|FILE.gguf]
+  web: `openelm web [--port P] [--host H] [--model DIR|FILE.gguf] [--adapter DIR]
   Serve the demo page: chat with a model in its Instruct template (streaming, stop, sampling settings,
   tokens/s and memory) and look inside it (layer-wise scaling, attention maps, logit lens), the engine
   running in a Web Worker with SIMD WebAssembly on threads. It offers the bundled demo model, --model
   (a Hugging Face folder or a .gguf file, served with Range requests), any URL, and local folders or files
-  dropped on the page. --port (default 8080; 0 picks a free one) and --host (default 127.0.0.1; 0.0.0.0
-  serves the network). Ctrl-C stops it.`,
+  dropped on the page. --adapter serves a LoRA adapter (peft's layout) that the page merges into --model (or
+  the demo model) as it loads. --port (default 8080; 0 picks a free one) and --host (default 127.0.0.1;
+  0.0.0.0 serves the network). Ctrl-C stops it.`,
 };
 
 // Both src/node/commands/ (tests) and dist/node/commands/ (the package) sit three levels below the root.
@@ -35,11 +36,12 @@ const ISOLATION = {
   "Cross-Origin-Resource-Policy": "same-origin",
 };
 
-/** A model the page can open: its URL under /models/ and how it is labelled. */
+/** A model the page can open: its URL under /models/, how it is labelled, and the adapter to merge into it. */
 interface Served {
   url: string;
   label: string;
   default: boolean;
+  adapter?: string;
 }
 
 /**
@@ -72,8 +74,8 @@ async function checkModel(path: string): Promise<"folder" | "gguf"> {
   return "folder";
 }
 
-/** The web app: page, model list, models. */
-export async function webApp(model?: string): Promise<Hono> {
+/** The web app: page, model list, models, and an adapter for the default one. */
+export async function webApp(model?: string, adapter?: string): Promise<Hono> {
   const app = new Hono();
   app.use(async (c, next) => {
     await next();
@@ -95,6 +97,13 @@ export async function webApp(model?: string): Promise<Hono> {
       served.push({ url: "models/local/", label: `--model ${basename(model)}`, default: true });
     }
   }
+  if (adapter !== undefined) {
+    const dir = resolve(adapter);
+    if (!existsSync(resolve(dir, "adapter_config.json"))) throw new UsageError(`--adapter: ${adapter} has no adapter_config.json (an adapter folder holds adapter_config.json and adapter_model.safetensors)`);
+    modelFolder(app, "/models/adapter/", dir, await folderFiles(dir));
+    const target = served.find((s) => s.default)!;
+    Object.assign(target, { adapter: "models/adapter/", label: `${target.label} + adapter ${basename(dir)}` });
+  }
   app.get("/models.json", (c) => c.json(served));
   app.use("/*", serveStatic({ root: PAGE }));
   return app;
@@ -104,7 +113,7 @@ export async function webApp(model?: string): Promise<Hono> {
 export async function web(args: string[]) {
   let v;
   try {
-    v = parseArgs({ args, options: { port: { type: "string", short: "p" }, host: { type: "string" }, model: { type: "string", short: "m" }, help: { type: "boolean", short: "h" } }, strict: true }).values;
+    v = parseArgs({ args, options: { port: { type: "string", short: "p" }, host: { type: "string" }, model: { type: "string", short: "m" }, adapter: { type: "string" }, help: { type: "boolean", short: "h" } }, strict: true }).values;
   } catch (e) {
     throw new UsageError((e as Error).message.split("\n")[0]!);
   }
@@ -112,7 +121,7 @@ export async function web(args: string[]) {
   const port = parseInteger("port", v.port, 8080, 0, 65535)!, host = v.host ?? "127.0.0.1";
   if (host.trim() === "") throw new UsageError("--host: empty (give an address such as 127.0.0.1 or 0.0.0.0)");
   if (!existsSync(resolve(PAGE, "index.html"))) throw new Error(`the demo page is not built (${PAGE}index.html is missing): run npm run build:web`);
-  const app = await webApp(v.model);
+  const app = await webApp(v.model, v.adapter);
   const server = serve({ fetch: app.fetch, port, hostname: host });
   await new Promise<void>((ok, fail) => {
     server.once("listening", ok);

@@ -34,7 +34,9 @@ function addChoice(value: string, label: string) {
   return o;
 }
 
-type Served = { url: string; label: string; default?: boolean };
+type Served = { url: string; label: string; default?: boolean; adapter?: string };
+/** The adapter folder the server pairs with a model, by the model's URL. */
+const adapters = new Map<string, string>();
 
 /** The server's list, or none (another server may answer with a page, or nothing). */
 async function servedModels(): Promise<Served[]> {
@@ -47,7 +49,10 @@ async function servedModels(): Promise<Served[]> {
 }
 
 async function listModels() {
-  for (const m of await servedModels()) addChoice(m.url, m.label).selected = Boolean(m.default);
+  for (const m of await servedModels()) {
+    addChoice(m.url, m.label).selected = Boolean(m.default);
+    if (typeof m.adapter === "string") adapters.set(m.url, m.adapter);
+  }
   addChoice("url", "A URL…");
   const showUrlField = () => (input("model-url").hidden = choice.value !== "url");
   choice.onchange = showUrlField;
@@ -89,7 +94,10 @@ document.addEventListener("drop", async (e) => {
 
 function chosenSource(): ModelSource | undefined {
   if (choice.value === "local") return picked;
-  if (choice.value !== "url") return { kind: "url", url: new URL(choice.value, location.href).href };
+  if (choice.value !== "url") {
+    const adapter = adapters.get(choice.value);
+    return { kind: "url", url: new URL(choice.value, location.href).href, ...(adapter ? { adapter: new URL(adapter, location.href).href } : {}) };
+  }
   const url = input("model-url").value.trim();
   return url ? { kind: "url", url } : undefined;
 }

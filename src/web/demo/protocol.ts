@@ -1,9 +1,9 @@
 // The messages between the page (main.ts) and the engine worker (worker.ts). The engine never runs on
 // the page's thread: the page only sends requests and draws what comes back.
 
-/** Where a model comes from: a folder or .gguf URL, picked or dropped files, or a directory handle. */
+/** Where a model comes from: a folder or .gguf URL (with the URL of a LoRA adapter folder to merge), picked or dropped files, or a directory handle. */
 export type ModelSource =
-  | { kind: "url"; url: string }
+  | { kind: "url"; url: string; adapter?: string }
   | { kind: "files"; files: File[] }
   | { kind: "directory"; handle: FileSystemDirectoryHandle };
 

@@ -1,5 +1,5 @@
 // Opening the model the page chose (in the engine worker), through the package's web loaders.
-import { openModel, type ModelOptions, type OpenELM, type Tokenizer, type WebLoadOptions } from "openelm";
+import { openModel, urlFiles, type ModelOptions, type OpenELM, type Tokenizer, type WebLoadOptions } from "openelm";
 import type { ModelSource } from "./protocol.js";
 
 /** A short name of a source for the page. */
@@ -12,5 +12,6 @@ function sourceName(source: ModelSource): string {
 /** The model and tokenizer of a source: a URL (folder or .gguf), files, or a directory handle. */
 export async function loadFrom(source: ModelSource, opts: ModelOptions & WebLoadOptions): Promise<{ model: OpenELM; tokenizer: Tokenizer; name: string }> {
   const where = source.kind === "url" ? source.url : source.kind === "files" ? source.files : source.handle;
-  return { ...(await openModel(where, opts)), name: sourceName(source) };
+  const adapter = source.kind === "url" && source.adapter ? { adapter: urlFiles(source.adapter, opts) } : {};
+  return { ...(await openModel(where, { ...opts, ...adapter })), name: sourceName(source) };
 }
