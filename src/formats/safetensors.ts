@@ -150,21 +150,27 @@ export async function readCheckpoint(files: ModelFiles): Promise<Map<string, Ten
   return tensors;
 }
 
-/** Serialize F32/F16/BF16 tensors (raw little-endian bytes) as a safetensors file. */
-export function encodeSafetensors(tensors: { name: string; dtype: DType; shape: number[]; data: Uint8Array }[], metadata?: Record<string, string>): Uint8Array {
+/** What precedes a safetensors file's data: the header's length, then the JSON header, padded so that the data is 8-byte aligned (as the Python writer does). */
+export function safetensorsHeader(tensors: { name: string; dtype: DType; shape: number[]; bytes: number }[], metadata?: Record<string, string>): Uint8Array {
   const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
   let offset = 0;
   for (const t of tensors) {
-    header[t.name] = { dtype: t.dtype.toUpperCase(), shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
-    offset += t.data.byteLength;
+    header[t.name] = { dtype: t.dtype.toUpperCase(), shape: t.shape, data_offsets: [offset, offset + t.bytes] };
+    offset += t.bytes;
   }
-  let json = JSON.stringify(header);
-  json += " ".repeat((8 - ((8 + json.length) % 8)) % 8); // align the data to 8 bytes, as the Python writer does
-  const head = new TextEncoder().encode(json);
-  const out = new Uint8Array(8 + head.byteLength + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(head.byteLength), true);
-  out.set(head, 8);
-  let at = 8 + head.byteLength;
+  const json = new TextEncoder().encode(JSON.stringify(header)), pad = (8 - ((8 + json.byteLength) % 8)) % 8;
+  const out = new Uint8Array(8 + json.byteLength + pad).fill(0x20);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.byteLength + pad), true);
+  out.set(json, 8);
+  return out;
+}
+
+/** A whole safetensors file in memory (tensors in the order given). */
+export function encodeSafetensors(tensors: { name: string; dtype: DType; shape: number[]; data: Uint8Array }[], metadata?: Record<string, string>): Uint8Array {
+  const head = safetensorsHeader(tensors.map((t) => ({ ...t, bytes: t.data.byteLength })), metadata);
+  const out = new Uint8Array(head.byteLength + tensors.reduce((a, t) => a + t.data.byteLength, 0));
+  out.set(head);
+  let at = head.byteLength;
   for (const t of tensors) {
     out.set(t.data, at);
     at += t.data.byteLength;

@@ -2,12 +2,12 @@
 // folder written again as a Hugging Face folder in another float type (with --adapter: an adapter merged in,
 // as peft's merge_and_unload does).
 import { createWriteStream } from "node:fs";
-import { copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, open, readFile, stat, writeFile } from "node:fs/promises";
 import { once } from "node:events";
 import { join } from "node:path";
-import { FLOAT_TYPES, WEIGHT_TYPES, type FloatType, type WeightType } from "../../dtype.js";
+import { FLOAT_TYPES, WEIGHT_TYPES, tensorBytes, type FloatType, type WeightType } from "../../dtype.js";
 import { convertRows } from "../../formats/blocks.js";
-import { encodeSafetensors, type TensorEntry } from "../../formats/safetensors.js";
+import { safetensorsHeader } from "../../formats/safetensors.js";
 import { ggufFile } from "../../formats/gguf-export.js";
 import { readCheckpointAt } from "../index.js";
 import { DEMO_MODEL, UsageError, adapterFolder, parse, progressBar } from "./args.js";
@@ -62,20 +62,31 @@ async function toFolder(source: string, out: string, type: string, adapter?: str
   if (!(await stat(join(source, "config.json")).then((s) => s.isFile(), () => false))) throw new UsageError(`--format safetensors converts a Hugging Face folder, and ${source} has no config.json`);
   const { config, tensors: stored } = await readCheckpointAt(source);
   const tensors = adapter === undefined ? stored : mergeAdapter(stored, await readAdapter(await adapterFolder(adapter), config), () => "f32");
-  const entries: { name: string; dtype: FloatType; shape: number[]; data: Uint8Array }[] = [];
-  for (const [name, e] of [...tensors].sort(([a], [b]) => a.localeCompare(b)) as [string, TensorEntry][]) {
-    const to: FloatType = e.shape.length > 1 ? (type as FloatType) : "f32", k = e.shape[e.shape.length - 1]!, rows = e.shape.reduce((a, b) => a * b, 1) / k;
-    const src = new Uint8Array(e.bytes), data = new Uint8Array(rows * k * (to === "f32" ? 4 : 2));
-    await e.read(0, src);
-    convertRows(src, e.dtype, data, to, rows, k);
-    entries.push({ name, dtype: to, shape: e.shape, data });
-  }
+  // the header first (every size is known from the shapes), then one tensor at a time: memory holds one tensor, not the model
+  const plan = [...tensors].sort(([a], [b]) => a.localeCompare(b)).map(([name, e]) => {
+    const dtype: FloatType = e.shape.length > 1 ? (type as FloatType) : "f32";
+    return { name, e, dtype, shape: e.shape, bytes: tensorBytes(dtype, e.shape) };
+  });
   await mkdir(out, { recursive: true });
   const raw = JSON.parse(await readFile(join(source, "config.json"), "utf8")) as Record<string, unknown>;
   await writeFile(join(out, "config.json"), JSON.stringify({ ...raw, torch_dtype: { f32: "float32", f16: "float16", bf16: "bfloat16" }[type as FloatType] }, null, 2) + "\n");
-  const weights = encodeSafetensors(entries, { format: "pt" });
-  await writeFile(join(out, "model.safetensors"), weights);
+  const file = await open(join(out, "model.safetensors"), "w");
+  let size = 0;
+  try {
+    const head = safetensorsHeader(plan, { format: "pt" });
+    await file.write(head);
+    size += head.byteLength;
+    for (const { e, dtype, shape, bytes } of plan) {
+      const k = shape[shape.length - 1]!, rows = shape.reduce((a, b) => a * b, 1) / k, src = new Uint8Array(e.bytes), data = new Uint8Array(bytes);
+      await e.read(0, src);
+      convertRows(src, e.dtype, data, dtype, rows, k);
+      await file.write(data);
+      size += bytes;
+    }
+  } finally {
+    await file.close();
+  }
   for (const f of ["tokenizer.json", "tokenizer_config.json", "generation_config.json"])
     if (await stat(join(source, f)).then((s) => s.isFile(), () => false)) await copyFile(join(source, f), join(out, f));
-  console.log(`wrote ${out}: model.safetensors ${(weights.length / 2 ** 20).toFixed(1)} MiB, ${config.numLayers} layers, matrices ${type}${adapter ? `, adapter ${adapter} merged` : ""}`);
+  console.log(`wrote ${out}: model.safetensors ${(size / 2 ** 20).toFixed(1)} MiB, ${config.numLayers} layers, matrices ${type}${adapter ? `, adapter ${adapter} merged` : ""}`);
 }
