@@ -3,7 +3,7 @@
 // 128 and 1024, F32 and BF16, one thread and all; Q8_0, Q4_0 and Q4_K_M at 128 tokens with all threads),
 // each end-to-end configuration in its own `openelm bench` process so that peak memory is its own; writes
 // everything as JSON. The bound is memory bandwidth over each type's true bytes per token. Side by side
-// with llama.cpp: npm run bench:peers. Last, training tokens/s for a small model and the 270M shape.
+// with llama.cpp: npm run bench:peers. Last, training tokens/s for the default model's shape and the 270M shape.
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";

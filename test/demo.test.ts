@@ -22,9 +22,10 @@ import { encodeAdapter } from "../src/formats/peft.js";
 import { webApp } from "../src/node/commands/web.js";
 import { parseSettings } from "../src/web/demo/settings.js";
 import { trace } from "../src/trace.js";
-import { ORACLE, ROOT, loadOracle } from "./helpers/oracle.js";
+import { ORACLE, ROOT } from "./helpers/oracle.js";
 
-const DEMO = join(ORACLE, "elm-tiny-32k");
+const DEMO = join(ROOT, "ref/trained/elm-sotu"); // the model the page opens by default (DEMO_MODEL)
+const TINY = join(ORACLE, "elm-tiny-32k"); // a reference checkpoint, for local folders and files
 const SHOTS = join(ROOT, "test-results/demo");
 const tmp = mkdtempSync(join(tmpdir(), "openelm-demo-"));
 const SECRET = "not for the web";
@@ -37,9 +38,9 @@ beforeAll(async () => {
   // --model: the demo weights with a long context, so that a reply can run long enough to be stopped
   const long = join(tmp, "elm-tiny-long");
   mkdirSync(long);
-  copyFileSync(join(DEMO, "model.safetensors"), join(long, "model.safetensors"));
-  writeFileSync(join(long, "config.json"), JSON.stringify({ ...JSON.parse(readFileSync(join(DEMO, "config.json"), "utf8")), max_context_length: 4096 }));
-  const convert = spawnSync(process.execPath, [join(ROOT, "dist/node/cli.js"), "convert", "--model", DEMO, "--out", GGUF, "--type", "f32"], { encoding: "utf8" });
+  copyFileSync(join(TINY, "model.safetensors"), join(long, "model.safetensors"));
+  writeFileSync(join(long, "config.json"), JSON.stringify({ ...JSON.parse(readFileSync(join(TINY, "config.json"), "utf8")), max_context_length: 4096 }));
+  const convert = spawnSync(process.execPath, [join(ROOT, "dist/node/cli.js"), "convert", "--model", TINY, "--out", GGUF, "--type", "f32"], { encoding: "utf8" });
   expect(convert.status, convert.stderr).toBe(0);
   // a link out of the model folder, which must never be served
   writeFileSync(join(tmp, "outside.txt"), SECRET);
@@ -184,7 +185,7 @@ describe("openelm web in Chromium", () => {
     await new Promise((r) => ggufServer.once("listening", r));
     const served = `http://127.0.0.1:${(ggufServer.address() as AddressInfo).port}/`;
     const picks: [string, (page: Page) => Promise<void>, string][] = [
-      [DEMO, (page) => page.setInputFiles("#folder-input", DEMO), base],
+      [TINY, (page) => page.setInputFiles("#folder-input", TINY), base],
       [GGUF, (page) => page.setInputFiles("#file-input", GGUF), base],
       [GGUF, (page) => page.selectOption("#model-choice", "models/local/elm-tiny-32k.gguf").then(() => {}), served],
       [GGUF, drop, served],
@@ -246,7 +247,7 @@ describe("openelm web in Chromium", () => {
       expect(Math.abs(row.reduce((a, b) => a + b, 0) - 1)).toBeLessThan(1e-6);
     });
     // the weights applied to the values give the model's own attention output for that head
-    const model = await loadOracle("elm-tiny-32k", { threads: 1 });
+    const model = await loadModelFromFolder(DEMO, { threads: 1 });
     const taps = trace(model, ids, (n) => n === `layers.${layer}.v` || n === `layers.${layer}.attn`);
     const hd = config.headDim, nq = config.numQueryHeads[layer]!, nkv = config.numKvHeads[layer]!, kv = Math.floor(head / (nq / nkv));
     const v = taps[`layers.${layer}.v`]!.data, attn = taps[`layers.${layer}.attn`]!.data;
@@ -342,7 +343,7 @@ describe("openelm web serves", () => {
       expect(r.status, path).toBe(path.includes("no") ? 404 : 200);
     }
     expect(JSON.parse((await get("/models.json")).body.toString())).toEqual([
-      { url: "models/demo/", label: "Demo model (random weights)", default: false },
+      { url: "models/demo/", label: "Demo model (elm-sotu)", default: false },
       { url: "models/local/", label: "--model elm-tiny-long", default: true },
     ]);
     expect((await get("/models/demo/model.safetensors")).body.equals(readFileSync(join(DEMO, "model.safetensors")))).toBe(true);

@@ -57,7 +57,7 @@ const README = readFileSync(join(ROOT, "README.md"), "utf8");
 const blocks = codeBlocks(README);
 const shLines = blocks.filter((b) => b.lang === "sh").flatMap((b) => b.code.split("\n").filter((l) => l.trim() !== "").map((l) => ({ line: l, block: b })));
 const modules = blocks.filter((b) => (b.lang === "ts" || b.lang === "js") && !b.note);
-const DEMO = "node_modules/openelm/ref/oracle/elm-tiny-32k";
+const DEMO = "node_modules/openelm/ref/trained/elm-sotu";
 const MODEL_NAMES = ["DIR", "OpenELM-270M", "OpenELM-270M-Instruct", "OpenELM-3B", "OpenELM-3B-Instruct", "OpenELM-1_1B-Instruct", "path/to/OpenELM-270M-Instruct"];
 const HELLASWAG = [
   { activity_label: "Baking cookies", ctx_a: "A woman puts a tray in the oven.", ctx_b: "she", endings: ["waits for them to bake.", "swims across the tray.", "sings to the oven [title] loudly.", "reads the oven."], label: "0" },
@@ -89,7 +89,7 @@ function run(cmd: string, args: string[], input = ""): Promise<{ status: number 
 const bash = (command: string) => run("bash", ["-c", `${NPX}\n${command}`], "What is a llama?\n");
 
 beforeAll(async () => {
-  const demo = (name: string) => new Uint8Array(readFileSync(join(ROOT, "ref/oracle/elm-tiny-32k", name)));
+  const demo = (name: string) => new Uint8Array(readFileSync(join(ROOT, "ref/trained/elm-sotu", name)));
   hub = await new MockHub({ "apple/OpenELM-270M-Instruct": { revisions: { main: { "config.json": demo("config.json"), "model.safetensors": demo("model.safetensors") } } } }).start();
   const project = installedProject();
   scratch = mkdtempSync(join(tmpdir(), "openelm-readme-"));

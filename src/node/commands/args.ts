@@ -14,8 +14,8 @@ import { folderFiles, loadModelFromFolder, localModelPath, type HubDownloadProgr
 
 export class UsageError extends Error {}
 
-/** The model that ships with the package, used when --model is not given (random weights; see README). */
-export const DEMO_MODEL = fileURLToPath(new URL("../../../ref/oracle/elm-tiny-32k", import.meta.url));
+/** The model that ships with the package, used when --model is not given (trained here on State of the Union addresses; see README). */
+export const DEMO_MODEL = fileURLToPath(new URL("../../../ref/trained/elm-sotu", import.meta.url));
 
 export const modelOptions = {
   model: { type: "string", short: "m" },

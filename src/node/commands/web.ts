@@ -81,7 +81,7 @@ export async function webApp(model?: string, adapter?: string): Promise<Hono> {
     await next();
     for (const [k, v] of Object.entries(ISOLATION)) c.res.headers.set(k, v);
   });
-  const served: Served[] = [{ url: "models/demo/", label: "Demo model (random weights)", default: model === undefined }];
+  const served: Served[] = [{ url: "models/demo/", label: "Demo model (elm-sotu)", default: model === undefined }];
   modelFolder(app, "/models/demo/", DEMO_MODEL, await folderFiles(DEMO_MODEL));
   if (model !== undefined) {
     const local = await localModelPath(model).catch((e: Error) => {
