@@ -103,7 +103,7 @@ describe("installed in an empty project", () => {
       expect(page.status).toBe(200);
       expect(await page.text()).toMatch(/<script type="module"/);
       const config = await fetch(new URL("models/demo/config.json", base));
-      expect(await config.json()).toMatchObject({ num_transformer_layers: 3, vocab_size: 32000 });
+      expect(await config.json()).toMatchObject({ num_transformer_layers: 6, vocab_size: 32000 });
     } finally {
       process.kill(-server.pid!, "SIGINT");
       await exited;
@@ -114,7 +114,7 @@ describe("installed in an empty project", () => {
     const out = mkdtempSync(join(tmpdir(), "openelm-pack-"));
     const missing = npx("conformance", "--out", out);
     expect(missing.status).toBe(2);
-    expect(missing.stderr).toMatch(/openelm: usage: .*ref has no traces: the conformance data is in the openelm repository's ref\/ folder, not in the npm package; clone the repository and pass --ref path\/to\/openelm\/ref/);
+    expect(missing.stderr).toMatch(/openelm: usage: .*ref has no oracle: the conformance data is in the openelm repository's ref\/ folder, not in the npm package; clone the repository and pass --ref path\/to\/openelm\/ref/);
     const r = npx("conformance", "--out", out, "--ref", join(ROOT, "ref"));
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^wrote .*: 5 models, \d+ cases/);
