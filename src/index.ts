@@ -26,7 +26,7 @@ export { planModel } from "./load.js";
 export { ShardedKernels } from "./kernels/sharded.js";
 export { ThreadPool, Op, type WorkerLike } from "./kernels/pool.js";
 export { trace, compareTraces, compareTraceFiles, readTrace, encodeTrace, LAYER_TAPS, TraceMismatch, type Trace, type Tensor32, type TapComparison } from "./trace.js";
-export { lossAndGradients, accumulateGradients, crossEntropy, Gradients, namedWeights, type LossAndGradients } from "./train/gradients.js";
+export { lossAndGradients, accumulateGradients, crossEntropy, meanLoss, Gradients, namedWeights, type LossAndGradients } from "./train/gradients.js";
 export { Trainer, parameters, type TrainingOptions, type StepResult, type Parameter } from "./train/trainer.js";
 export { AdamW, learningRate, clipGradients, type AdamWOptions, type AdamWState } from "./train/optimizer.js";
 export { LoraTrainer, initAdapter, type MaskedExample } from "./train/lora.js";

@@ -44,6 +44,21 @@ export function crossEntropy(model: OpenELM, logits: Float32Array, ids: number[]
   });
 }
 
+/** The mean cross-entropy per counted target over `examples` (all targets, or those with mask[j]), forward passes only. */
+export function meanLoss(model: OpenELM, examples: { ids: number[]; mask?: boolean[] }[]): number {
+  let total = 0, count = 0;
+  for (const { ids, mask } of examples) {
+    const cache = model.newCache(ids.length), n = mask ? mask.slice(1).filter(Boolean).length : ids.length - 1;
+    try {
+      total += crossEntropy(model, model.forward(cache, ids, { allPositions: true }), ids, 1, undefined, mask) * n;
+      count += n;
+    } finally {
+      model.releaseCache(cache);
+    }
+  }
+  return total / count;
+}
+
 /** Every trainable weight of a model by Hugging Face name (the head only when it is not the embeddings). */
 export function namedWeights(model: OpenELM): Map<string, Tensor> {
   const w = model.weights, out = new Map<string, Tensor>();

@@ -11,7 +11,7 @@
 import type { OpenELM } from "../model.js";
 import { seededRandom } from "../generation/sampler.js";
 import { adaptedWeights, loraNames, loraScale, type Adapter, type LoraConfig } from "../formats/peft.js";
-import { Gradients, accumulateGradients, crossEntropy, inArena, namedWeights } from "./gradients.js";
+import { Gradients, accumulateGradients, inArena, meanLoss, namedWeights } from "./gradients.js";
 import type { Tensor } from "../weights.js";
 import { AdamW, clipGradients, learningRate } from "./optimizer.js";
 import type { StepResult, TrainingOptions } from "./trainer.js";
@@ -135,17 +135,7 @@ export class LoraTrainer {
   /** The mean loss per counted token over `examples`, with the adapter as it is (forward passes only). */
   heldOutLoss(examples: MaskedExample[]): number {
     this.merge();
-    let total = 0, count = 0;
-    for (const e of examples) {
-      const cache = this.model.newCache(e.ids.length);
-      try {
-        total += crossEntropy(this.model, this.model.forward(cache, e.ids, { allPositions: true }), e.ids, 1, undefined, e.mask) * counts(e);
-        count += counts(e);
-      } finally {
-        this.model.releaseCache(cache);
-      }
-    }
-    return total / count;
+    return meanLoss(this.model, examples);
   }
 }
 

@@ -4,7 +4,7 @@
 import type { OpenELM } from "../model.js";
 import { seededRandom } from "../generation/sampler.js";
 import { sampleSequences } from "./data.js";
-import { Gradients, accumulateGradients, crossEntropy, namedWeights } from "./gradients.js";
+import { Gradients, accumulateGradients, meanLoss, namedWeights } from "./gradients.js";
 import { AdamW, clipGradients, learningRate, type AdamWOptions, type AdamWState } from "./optimizer.js";
 
 /** What `openelm train` exposes (see its --help for the defaults). */
@@ -83,16 +83,6 @@ export class Trainer {
 
   /** Mean cross-entropy per predicted token over held-out windows (each of up to seqLen + 1 tokens), forward passes only. */
   heldOutLoss(windows: number[][]): number {
-    let total = 0, count = 0;
-    for (const ids of windows) {
-      const cache = this.model.newCache(ids.length);
-      try {
-        total += crossEntropy(this.model, this.model.forward(cache, ids, { allPositions: true }), ids) * (ids.length - 1);
-        count += ids.length - 1;
-      } finally {
-        this.model.releaseCache(cache);
-      }
-    }
-    return total / count;
+    return meanLoss(this.model, windows.map((ids) => ({ ids })));
   }
 }
