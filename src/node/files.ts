@@ -1,7 +1,7 @@
 // ModelFiles over a folder on disk (Node only). Every name must resolve inside the folder: links are
 // followed and their targets checked, so a Hugging Face cache snapshot (links into ../../blobs/) loads,
 // and an index naming ../../etc/passwd, or a link to it, does not.
-import { open, realpath, stat } from "node:fs/promises";
+import { open, realpath, rename, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join, sep } from "node:path";
 import { unsafeName, type ByteSource, type ModelFiles } from "../files.js";
 
@@ -59,4 +59,10 @@ export async function fileSource(path: string, name = path, size?: number): Prom
       }
     },
   };
+}
+
+/** Replace DIR/NAME whole: written beside it, then renamed, so that a stopped run never leaves half a file. */
+export async function replaceFile(dir: string, name: string, data: string | Uint8Array): Promise<void> {
+  await writeFile(join(dir, `${name}.part`), data);
+  await rename(join(dir, `${name}.part`), join(dir, name));
 }

@@ -1,8 +1,7 @@
 // `openelm finetune`: train a LoRA adapter for a model on chat conversations (JSONL in the OpenAI format,
 // rendered with the model's chat template, the loss on the assistant's tokens only), written in peft's
 // layout so that every command loads it with --adapter and Python loads it with PeftModel.
-import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { LORA_TARGETS, MAX_RANK, encodeAdapter, readAdapter, type LoraTarget } from "../../formats/peft.js";
 import { seededRandom } from "../../generation/sampler.js";
 import { ChatDataError, parseChatJsonl, renderExample, type TrainingMessage } from "../../train/chat-data.js";
@@ -11,6 +10,7 @@ import { LoraTrainer, initAdapter, type MaskedExample } from "../../train/lora.j
 import { lossCurveSvg, type LossPoint } from "../../train/plot.js";
 import type { TrainingOptions } from "../../train/trainer.js";
 import { loadModelFromFolder, loadTokenizerFromFolder } from "../index.js";
+import { replaceFile } from "../files.js";
 import { DEMO_MODEL, UsageError, adapterFolder, parse, parseInteger, parseNumber } from "./args.js";
 
 export const HELP = {
@@ -94,10 +94,7 @@ export async function finetune(args: string[]) {
       log(process.stderr.isTTY && !evaluate ? `\r${line}   ` : `${process.stderr.isTTY ? "\r" : ""}${line}\n`);
     }
     trainer.close();
-    const put = async (name: string, data: string | Uint8Array) => {
-      await writeFile(join(v.out!, `${name}.part`), data);
-      await rename(join(v.out!, `${name}.part`), join(v.out!, name));
-    };
+    const put = (name: string, data: string | Uint8Array) => replaceFile(v.out!, name, data);
     for (const [name, data] of Object.entries(encodeAdapter(adapter))) await put(name, data);
     await put("finetune-state.json", JSON.stringify({ model: modelPath, data: v.data, options: opts, lora: adapter.config, history }, null, 1));
     await put("loss-curve.svg", lossCurveSvg(history, `openelm finetune: rank ${adapter.config.rank} on ${trainSet.length} conversations`));

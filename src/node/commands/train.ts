@@ -1,7 +1,7 @@
 // `openelm train`: train an OpenELM from a config.json (random start) or a checkpoint on a text corpus,
 // writing an ordinary Hugging Face-layout checkpoint that every other command loads, with the optimizer's
 // state beside it so that a stopped run resumes where it was.
-import { copyFile, mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig } from "../../config.js";
@@ -14,7 +14,7 @@ import { lossCurveSvg, type LossPoint } from "../../train/plot.js";
 import { Trainer, parameters, type TrainingOptions } from "../../train/trainer.js";
 import type { OpenELM } from "../../model.js";
 import { loadCorpus } from "../corpus.js";
-import { fileSource } from "../files.js";
+import { fileSource, replaceFile } from "../files.js";
 import { loadModelFromFolder, loadTokenizerFromFolder } from "../index.js";
 import { readHeader } from "../../formats/safetensors.js";
 import { parseJsonObject } from "../../formats/json.js";
@@ -211,10 +211,7 @@ const weightsFile = (model: OpenELM) =>
 
 /** The weights, the optimizer's moments, the state and the loss curve; each file replaced whole (written aside, then renamed). */
 async function save(out: string, trainer: Trainer, state: State) {
-  const put = async (name: string, data: string | Uint8Array) => {
-    await writeFile(join(out, `${name}.part`), data);
-    await rename(join(out, `${name}.part`), join(out, name));
-  };
+  const put = (name: string, data: string | Uint8Array) => replaceFile(out, name, data);
   const s = trainer.optimizer.state, params = parameters(trainer.model);
   await put("model.safetensors", weightsFile(trainer.model));
   await put(OPTIMIZER, encodeSafetensors(
