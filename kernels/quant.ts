@@ -4,7 +4,9 @@
 // bytes, turned into a float once per block (Q8_0, Q4_0) or per super-block of 256 (K-quants). Weights whose
 // quants are unsigned and below 128 (Q4_0, Q4_K, Q5_K, Q6_K) use relaxed SIMD's i8×i7 dot product where the
 // host has it; their offset (q − 8, q − 32, a block's min) is applied through the activations' block sums.
-// Q8_0's signed quants use widening multiplies (measured faster here than the sign trick into the i8×i7 dot).
+// Q8_0's quants are signed, so its activations are stored widened to int16 and each 8 products and their
+// pairwise sums are one i32x4.dot_i16x8_s (x86: pmaddwd): 7 instructions per 16 weights in V8's code,
+// against 11 for int8 widening multiplies and 9 for the sign trick into the i8×i7 dot.
 import { madd, hsum, F16_SCALE } from "./simd";
 
 // Storage type codes after F32, F16, BF16 (src/dtype.ts DTYPE_CODE).
@@ -14,10 +16,19 @@ export const Q4_K: i32 = 5;
 export const Q6_K: i32 = 6;
 export const Q5_K: i32 = 7;
 
-/** Bytes of one quantized activation row of k values: int8 q[k], f32 d[k/32], f32 d·Σq per 16 values [k/16]. */
+/**
+ * Bytes of one quantized activation row of k values: q[k] (int16 for Q8_0 weights, int8 in the first k
+ * bytes otherwise), f32 d[k/32], f32 d·Σq per 16 values [k/16].
+ */
 // @ts-ignore: decorator
 @inline export function qRowBytes(k: i32): usize {
-  return <usize>k + <usize>(k >> 5) * 4 + <usize>(k >> 4) * 4;
+  return <usize>k * 2 + <usize>(k >> 5) * 4 + <usize>(k >> 4) * 4;
+}
+
+/** Where a quantized activation row's scales d start. */
+// @ts-ignore: decorator
+@inline function scalesOf(xq: usize, k: i32): usize {
+  return xq + <usize>k * 2;
 }
 
 /** An f16 at p as f32 (finite values: files with f16 infinities are refused when loaded). */
@@ -35,15 +46,18 @@ export const Q5_K: i32 = 7;
   return reinterpret<f32>((b + 0xfff + ((b >> 13) & 1)) & ~0x1fff); // 10 mantissa bits, ties to even
 }
 
-/** Store 16 activations at p times `scale`, rounded half to even, as int8 at q; returns their sum. */
+/** Store 16 activations at p times `scale`, rounded half to even, as int8 at q (int16 if `wide`); returns their sum. */
 // @ts-ignore: decorator
-@inline function quantize16(q: usize, p: usize, scale: v128): i32 {
+@inline function quantize16(q: usize, p: usize, scale: v128, wide: bool): i32 {
   const v0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p), scale)));
   const v1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 16), scale)));
   const v2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 32), scale)));
   const v3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 48), scale)));
-  const i8 = i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(v0, v1), i16x8.narrow_i32x4_s(v2, v3));
-  v128.store(q, i8x16.min_s(i8, i8x16.splat(127))); // -127·x / max can round to 128 only at +127 (q8_K's MIN)
+  const lo = i16x8.narrow_i32x4_s(v0, v1), hi = i16x8.narrow_i32x4_s(v2, v3);
+  if (wide) {
+    v128.store(q, lo);
+    v128.store(q, hi, 16);
+  } else v128.store(q, i8x16.min_s(i8x16.narrow_i16x8_s(lo, hi), i8x16.splat(127))); // -127·x / max can round to 128 only at +127 (q8_K's MIN)
   const s = i32x4.add(i32x4.add(v0, v1), i32x4.add(v2, v3));
   return min(i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3), 0x7fffffff);
 }
@@ -60,13 +74,14 @@ export const Q5_K: i32 = 7;
  * Quantize rows of activations as llama.cpp does for each weight type. For Q8_0 and Q4_0 (its q8_0):
  * per block of 32, d = max|x| / 127 rounded to f16, q = round(x · 127 / max|x|). For the K-quants (its
  * q8_K): per block of 256, with x_max the value of largest magnitude, q = min(127, round(-127 / x_max · x))
- * and d = x_max / -127. Rounding is half to even. Each row: int8 q[k], then f32 d per 32 (a 256-block's d
- * repeated), then d·Σq per 16 values, which the formats with an offset need. m rows of qRowBytes(k).
+ * and d = x_max / -127. Rounding is half to even. Each row: q[k] (int16 for Q8_0, else int8), then f32 d
+ * per 32 (a 256-block's d repeated), then d·Σq per 16 values, which the formats with an offset need. m rows
+ * of qRowBytes(k); `dtype` is the weights' type.
  */
-export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool): void {
-  const rowBytes = qRowBytes(k), block = kquant ? 256 : 32;
+export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): void {
+  const rowBytes = qRowBytes(k), kquant = dtype >= Q4_K, wide = dtype == Q8_0, block = kquant ? 256 : 32;
   for (let i = 0; i < m; i++) {
-    const src = x + <usize>i * k * 4, q = xq + <usize>i * rowBytes, ds = q + <usize>k, sums = ds + <usize>(k >> 5) * 4;
+    const src = x + <usize>i * k * 4, q = xq + <usize>i * rowBytes, ds = scalesOf(q, k), sums = ds + <usize>(k >> 5) * 4;
     for (let b0 = 0; b0 < k; b0 += block) {
       const p = src + <usize>b0 * 4, amax = absMax(p, block);
       let d: f32, scale: f32;
@@ -81,7 +96,7 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
         d = scale != 0 ? <f32>1 / scale : 0;
       }
       for (let c = 0; c < block; c += 16) {
-        const total = quantize16(q + <usize>(b0 + c), p + <usize>c * 4, f32x4.splat(scale));
+        const total = wide ? quantize16(q + <usize>(b0 + c) * 2, p + <usize>c * 4, f32x4.splat(scale), true) : quantize16(q + <usize>(b0 + c), p + <usize>c * 4, f32x4.splat(scale), false);
         store<f32>(sums + <usize>((b0 + c) >> 4) * 4, d * <f32>total);
       }
       for (let c = 0; c < block; c += 32) store<f32>(ds + <usize>((b0 + c) >> 5) * 4, d);
@@ -151,42 +166,50 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
 // format reads one weight row for `rows` activation rows (1 when decoding, 4 in prefill): the weights are
 // unpacked once and used four times.
 
-// Q8_0: x · w for four blocks, w signed: acc + Σ (dw·dx)·(q_w · q_x).
+// Q8_0: Σ over blocks of (dw·dx)·(q_w · q_x), q_w signed int8, q_x int16.
+
+/** The products of one block: 32 int16 activations at x with its weights widened to int16 (w0..w3), as four lanes of partial sums. */
 // @ts-ignore: decorator
-@inline function quadQ8_0(x: usize, dx: usize, dw: v128, w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, acc: v128): v128 {
-  const z = i32x4.splat(0);
-  const s0 = dotSigned(v128.load(x, 16), w1, dotSigned(v128.load(x), w0, z));
-  const s1 = dotSigned(v128.load(x, 48), w3, dotSigned(v128.load(x, 32), w2, z));
-  const s2 = dotSigned(v128.load(x, 80), w5, dotSigned(v128.load(x, 64), w4, z));
-  const s3 = dotSigned(v128.load(x, 112), w7, dotSigned(v128.load(x, 96), w6, z));
-  return madd(sums4(s0, s1, s2, s3), f32x4.mul(dw, v128.load(dx)), acc);
+@inline function blockQ8_0(x: usize, w0: v128, w1: v128, w2: v128, w3: v128): v128 {
+  const s = i32x4.add(i32x4.dot_i16x8_s(v128.load(x), w0), i32x4.dot_i16x8_s(v128.load(x, 16), w1));
+  return i32x4.add(s, i32x4.add(i32x4.dot_i16x8_s(v128.load(x, 32), w2), i32x4.dot_i16x8_s(v128.load(x, 48), w3)));
+}
+
+/** The products of block b of a weight row at w (34 bytes a block) with activations at xq. */
+// @ts-ignore: decorator
+@inline function dotQ8_0(w: usize, xq: usize, b: i32): v128 {
+  const wb = w + <usize>b * 34, lo = v128.load(wb, 2), hi = v128.load(wb, 18);
+  return blockQ8_0(xq + <usize>b * 64, i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo), i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi));
 }
 
 // @ts-ignore: decorator
-@inline function rowsQ8_0(w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize): void {
+@inline function rowQ8_0(w: usize, xq: usize, k: i32, out: usize): void {
+  // a block at a time, its scale applied at once: V8 gathers a longer unrolled body's loads up front, which spills
+  let acc = f32x4.splat(0);
+  const ds = scalesOf(xq, k);
+  for (let b = 0; b < k >> 5; b++)
+    acc = madd(f32x4.convert_i32x4_s(dotQ8_0(w, xq, b)), f32x4.splat(half(w + <usize>b * 34) * load<f32>(ds + <usize>b * 4)), acc);
+  store<f32>(out, hsum(acc));
+}
+
+// @ts-ignore: decorator
+@inline function rows4Q8_0(w: usize, xq: usize, rowBytes: usize, k: i32, out: usize, outStride: usize): void {
+  // one block at a time: its weights widened once for the four rows, each row's sum scaled at once
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const nb = k >> 5, ds = xq + <usize>k;
-  let b = 0;
-  for (; b + 4 <= nb; b += 4) {
-    const wb = w + <usize>b * 34, dw = halves4(wb, 34), x = xq + <usize>b * 32, dx = ds + <usize>b * 4;
-    const w0 = v128.load(wb, 2), w1 = v128.load(wb, 18), w2 = v128.load(wb, 36), w3 = v128.load(wb, 52);
-    const w4 = v128.load(wb, 70), w5 = v128.load(wb, 86), w6 = v128.load(wb, 104), w7 = v128.load(wb, 120);
-    a0 = quadQ8_0(x, dx, dw, w0, w1, w2, w3, w4, w5, w6, w7, a0);
-    if (rows > 1) a1 = quadQ8_0(x + rowBytes, dx + rowBytes, dw, w0, w1, w2, w3, w4, w5, w6, w7, a1);
-    if (rows > 2) a2 = quadQ8_0(x + 2 * rowBytes, dx + 2 * rowBytes, dw, w0, w1, w2, w3, w4, w5, w6, w7, a2);
-    if (rows > 3) a3 = quadQ8_0(x + 3 * rowBytes, dx + 3 * rowBytes, dw, w0, w1, w2, w3, w4, w5, w6, w7, a3);
+  const nb = k >> 5, ds = scalesOf(xq, k);
+  for (let b = 0; b < nb; b++) {
+    const wb = w + <usize>b * 34, lo = v128.load(wb, 2), hi = v128.load(wb, 18), dw = f32x4.splat(half(wb));
+    const w0 = i16x8.extend_low_i8x16_s(lo), w1 = i16x8.extend_high_i8x16_s(lo), w2 = i16x8.extend_low_i8x16_s(hi), w3 = i16x8.extend_high_i8x16_s(hi);
+    const x = xq + <usize>b * 64, dx = ds + <usize>b * 4;
+    a0 = madd(f32x4.convert_i32x4_s(blockQ8_0(x, w0, w1, w2, w3)), f32x4.mul(dw, v128.load32_splat(dx)), a0);
+    a1 = madd(f32x4.convert_i32x4_s(blockQ8_0(x + rowBytes, w0, w1, w2, w3)), f32x4.mul(dw, v128.load32_splat(dx + rowBytes)), a1);
+    a2 = madd(f32x4.convert_i32x4_s(blockQ8_0(x + 2 * rowBytes, w0, w1, w2, w3)), f32x4.mul(dw, v128.load32_splat(dx + 2 * rowBytes)), a2);
+    a3 = madd(f32x4.convert_i32x4_s(blockQ8_0(x + 3 * rowBytes, w0, w1, w2, w3)), f32x4.mul(dw, v128.load32_splat(dx + 3 * rowBytes)), a3);
   }
-  for (let r = 0; r < rows; r++) {
-    let t = hsum(r == 0 ? a0 : r == 1 ? a1 : r == 2 ? a2 : a3);
-    const x = xq + <usize>r * rowBytes;
-    for (let c = b; c < nb; c++) {
-      // blocks past the last four
-      const wb = w + <usize>c * 34, xb = x + <usize>c * 32;
-      const s = dotSigned(v128.load(xb, 16), v128.load(wb, 18), dotSigned(v128.load(xb), v128.load(wb, 2), i32x4.splat(0)));
-      t += half(wb) * load<f32>(x + <usize>k + <usize>c * 4) * <f32>(i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3));
-    }
-    store<f32>(out + <usize>r * outStride, t);
-  }
+  store<f32>(out, hsum(a0));
+  store<f32>(out + outStride, hsum(a1));
+  store<f32>(out + 2 * outStride, hsum(a2));
+  store<f32>(out + 3 * outStride, hsum(a3));
 }
 
 // Q4_0: weights as unsigned nibbles u, value d·(u − 8): acc + Σ (dw·dx)·(u · q_x) − 8·dw·(dx·Σq_x).
@@ -204,7 +227,7 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
 // @ts-ignore: decorator
 @inline function rowsQ4_0(w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize): void {
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const nb = k >> 5, ds = xq + <usize>k, sums = ds + <usize>nb * 4, low = i8x16.splat(0xf);
+  const nb = k >> 5, ds = scalesOf(xq, k), sums = ds + <usize>nb * 4, low = i8x16.splat(0xf);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
     const wb = w + <usize>b * 18, dw = halves4(wb, 18), x = xq + <usize>b * 32, dx = ds + <usize>b * 4, sx = sums + <usize>b * 8;
@@ -219,12 +242,12 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
   }
   for (let r = 0; r < rows; r++) {
     let t = hsum(r == 0 ? a0 : r == 1 ? a1 : r == 2 ? a2 : a3);
-    const x = xq + <usize>r * rowBytes, xs = x + <usize>k + <usize>nb * 4;
+    const x = xq + <usize>r * rowBytes, xd = scalesOf(x, k), xs = xd + <usize>nb * 4;
     for (let c = b; c < nb; c++) {
       const wb = w + <usize>c * 18, xb = x + <usize>c * 32, qs = v128.load(wb, 2), d = half(wb);
       const s = dotUnsigned(v128.load(xb, 16), bitsOf(qs, 4, 0xf), dotUnsigned(v128.load(xb), v128.and(qs, low), i32x4.splat(0)));
       const total = <f32>(i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3));
-      t += d * (load<f32>(x + <usize>k + <usize>c * 4) * total - 8 * (load<f32>(xs + <usize>c * 8) + load<f32>(xs + <usize>c * 8 + 4)));
+      t += d * (load<f32>(xd + <usize>c * 4) * total - 8 * (load<f32>(xs + <usize>c * 8) + load<f32>(xs + <usize>c * 8 + 4)));
     }
     store<f32>(out + <usize>r * outStride, t);
   }
@@ -270,7 +293,7 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
 // @ts-ignore: decorator
 @inline function rowsK(w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize, five: bool): void {
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const ds = xq + <usize>k, sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf);
+  const ds = scalesOf(xq, k), sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf);
   const size: usize = five ? 176 : 144, qs: usize = five ? 48 : 16;
   for (let sb = 0; sb < k >> 8; sb++) {
     const wb = w + <usize>sb * size, v = v128.load(wb + 4);
@@ -347,7 +370,7 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
 // @ts-ignore: decorator
 @inline function rowsQ6_K(w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize): void {
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const ds = xq + <usize>k, sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf);
+  const ds = scalesOf(xq, k), sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf);
   for (let sb = 0; sb < k >> 8; sb++) {
     const wb = w + <usize>sb * 210, d = half(wb + 208);
     let i0 = i32x4.splat(0), i1 = i0, i2 = i0, i3 = i0;
@@ -395,13 +418,13 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, kquant: bool):
 /** One weight row against `rows` (1 or 4) activation rows: the format's loop, specialised by the compiler. */
 function dots(dtype: i32, w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize): void {
   if (rows == 4) {
-    if (dtype == Q8_0) rowsQ8_0(w, xq, rowBytes, k, 4, out, outStride);
+    if (dtype == Q8_0) rows4Q8_0(w, xq, rowBytes, k, out, outStride);
     else if (dtype == Q4_0) rowsQ4_0(w, xq, rowBytes, k, 4, out, outStride);
     else if (dtype == Q4_K) rowsK(w, xq, rowBytes, k, 4, out, outStride, false);
     else if (dtype == Q5_K) rowsK(w, xq, rowBytes, k, 4, out, outStride, true);
     else rowsQ6_K(w, xq, rowBytes, k, 4, out, outStride);
   } else {
-    if (dtype == Q8_0) rowsQ8_0(w, xq, rowBytes, k, 1, out, outStride);
+    if (dtype == Q8_0) rowQ8_0(w, xq, k, out);
     else if (dtype == Q4_0) rowsQ4_0(w, xq, rowBytes, k, 1, out, outStride);
     else if (dtype == Q4_K) rowsK(w, xq, rowBytes, k, 1, out, outStride, false);
     else if (dtype == Q5_K) rowsK(w, xq, rowBytes, k, 1, out, outStride, true);

@@ -2,8 +2,8 @@
 // offsets into the arena's memory (`out`, `x`, `w`, ...) and sizes; kernels never allocate.
 import type { DType, FloatType } from "../dtype.js";
 
-/** Workspace bytes quantized activations of `rows` × `k` take: int8 values, an f32 scale per 32, an f32 sum per 16. */
-export const quantWorkspace = (rows: number, k: number) => rows * (k + (k / 32) * 4 + (k / 16) * 4);
+/** Workspace bytes quantized activations of `rows` × `k` take: int8 values (int16 for Q8_0 weights), an f32 scale per 32, an f32 sum per 16. */
+export const quantWorkspace = (rows: number, k: number) => rows * (2 * k + (k / 32) * 4 + (k / 16) * 4);
 /** Workspace bytes any product of `rows` × `k` activations needs: the most of quantized x and x packed in f32 blocks of 4 rows. */
 export const matmulWorkspace = (rows: number, k: number) => Math.max(quantWorkspace(rows, k), 16 * Math.ceil(rows / 4) * k);
 /** Workspace bytes each thread's slice of matmulGradInput or matmulGradWeight copies a strip of an operand into (kernels/backward.ts). */

@@ -1,7 +1,7 @@
 // The SIMD kernel set: the AssemblyScript module in kernels/ compiled to WebAssembly and instantiated
 // on the arena's memory, with matrix products, attention and the training kernels split across a thread pool when there is one.
 import type { Activation } from "../config.js";
-import { DTYPE_CODE, isKQuant, isQuantized, tensorBytes, type DType, type FloatType } from "../dtype.js";
+import { DTYPE_CODE, isQuantized, tensorBytes, type DType, type FloatType } from "../dtype.js";
 import { dequantizeRow } from "../formats/blocks.js";
 import { Op, attentionBackwardScratch, slice, type ThreadPool } from "./pool.js";
 import { GRAD_SCRATCH, matmulWorkspace, quantWorkspace, type Kernels } from "./types.js";
@@ -24,7 +24,7 @@ export interface WasmExports {
   widen(out: number, src: number, dtype: number, n: number): void;
   copyRows(dst: number, dstStride: number, src: number, srcStride: number, rows: number, width: number): void;
   readBytes(ptr: number, bytes: number): number;
-  quantizeRows(xq: number, x: number, m: number, k: number, kquant: number): void;
+  quantizeRows(xq: number, x: number, m: number, k: number, dtype: number): void;
   firstNonFinite(ptr: number, dtype: number, n: number): number;
 }
 
@@ -66,7 +66,7 @@ export class WasmKernels implements Kernels {
     if (isQuantized(wType)) {
       // the activations, quantized once on this thread, are what every thread's slice reads
       this.needWorkspace(quantWorkspace(m, k), `a ${wType} product of ${m}×${k} activations`);
-      this.k.quantizeRows(this.scratch.ptr, x, m, k, isKQuant(wType) ? 1 : 0);
+      this.k.quantizeRows(this.scratch.ptr, x, m, k, dtype);
       x = this.scratch.ptr;
     } else if (m === 1 && wType !== "f32") {
       // one row against 16-bit weights: x reordered once to match how they are widened
