@@ -363,6 +363,19 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
   return i32x4.add(isum, i32x4.dot_i16x8_s(dotPairs(v128.load(x, 48), u3), i8x16.shuffle(sc, sc, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13)));
 }
 
+/**
+ * Sixteen 6-bit values from their low-nibble bytes ql and high-bit bytes qh: `part` 0, 1 take the low
+ * nibbles and bits 0–1 or 2–3 of qh, parts 2, 3 the high nibbles and bits 4–5 or 6–7. The 16-bit shifts
+ * move no kept bit across a byte.
+ */
+// @ts-ignore: decorator
+@inline function sixBits(ql: v128, qh: v128, part: i32, low: v128): v128 {
+  if (part == 0) return v128.or(v128.and(ql, low), i16x8.shl(v128.and(qh, i8x16.splat(0x03)), 4));
+  if (part == 1) return v128.or(v128.and(ql, low), i16x8.shl(v128.and(qh, i8x16.splat(0x0c)), 2));
+  if (part == 2) return v128.or(v128.and(i16x8.shr_u(ql, 4), low), v128.and(qh, i8x16.splat(0x30)));
+  return v128.or(v128.and(i16x8.shr_u(ql, 4), low), v128.and(i16x8.shr_u(qh, 2), i8x16.splat(0x30)));
+}
+
 /** acc + one super-block of one activation row: d·dx·isum − 32·d·Σ sc·sums (x: the row's super-block values). */
 // @ts-ignore: decorator
 @inline function superQ6_K(dx: f32, sums: usize, d: f32, f0: v128, f1: v128, f2: v128, f3: v128, isum: v128, acc: v128): v128 {
@@ -378,30 +391,24 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
     const wb = w + <usize>sb * 210, d = half(wb + 208);
     let i0 = i32x4.splat(0), i1 = i0, i2 = i0, i3 = i0;
     for (let n = 0; n < 2; n++) {
-      // 128 values: position l of each 32 from ql[l] / ql[l+32] (low, high nibble) and two bits of qh[l]
-      const ql = wb + <usize>n * 64, qh = wb + 128 + <usize>n * 32;
-      let a = v128.load(ql), b = v128.load(ql, 32), h = v128.load(qh), a1v = v128.load(ql, 16), b1 = v128.load(ql, 48), h1 = v128.load(qh, 16);
-      for (let quad = 0; quad < 2; quad++) {
-        // groups of 16 values in order: (value l of the first 32, l = 0..15), (l = 16..31), then the second 32, ...
-        // the low nibbles, then (second quad) the high ones; the high bits 2·(group) of qh, brought down as used
-        const u0 = v128.or(v128.and(a, low), up(bitsOf(h, 0, 3), 4));
-        const u1 = v128.or(v128.and(a1v, low), up(bitsOf(h1, 0, 3), 4));
-        const u2 = v128.or(v128.and(b, low), up(bitsOf(h, 2, 3), 4));
-        const u3 = v128.or(v128.and(b1, low), up(bitsOf(h1, 2, 3), 4));
-        a = i16x8.shr_u(a, 4);
-        a1v = i16x8.shr_u(a1v, 4);
-        b = i16x8.shr_u(b, 4);
-        b1 = i16x8.shr_u(b1, 4);
-        h = i16x8.shr_u(h, 4);
-        h1 = i16x8.shr_u(h1, 4);
-        // this quad's four scales (loaded where used: fewer vectors live across the loop)
-        const sc = scales4(wb + 192 + <usize>(n * 8 + quad * 4));
-        const x = xq + <usize>(sb * 256 + n * 128 + quad * 64);
-        i0 = groupsQ6_K(x, sc, u0, u1, u2, u3, i0);
-        if (rows > 1) i1 = groupsQ6_K(x + rowBytes, sc, u0, u1, u2, u3, i1);
-        if (rows > 2) i2 = groupsQ6_K(x + 2 * rowBytes, sc, u0, u1, u2, u3, i2);
-        if (rows > 3) i3 = groupsQ6_K(x + 3 * rowBytes, sc, u0, u1, u2, u3, i3);
-      }
+      // 128 values: position l of each 32 from ql[l] / ql[l+32] (low, high nibble) and two bits of qh[l];
+      // in groups of 16 in order: (value l of the first 32, l = 0..15), (l = 16..31), then the second 32, ...
+      const ql = wb + <usize>n * 64, qh = wb + 128 + <usize>n * 32, x = xq + <usize>(sb * 256 + n * 128);
+      const a = v128.load(ql), a1v = v128.load(ql, 16), b = v128.load(ql, 32), b1 = v128.load(ql, 48), h = v128.load(qh), h1 = v128.load(qh, 16);
+      // the first 64 values: low nibbles, bits 0–3 of qh (each quad's four scales are loaded where used)
+      let u0 = sixBits(a, h, 0, low), u1 = sixBits(a1v, h1, 0, low), u2 = sixBits(b, h, 1, low), u3 = sixBits(b1, h1, 1, low);
+      let sc = scales4(wb + 192 + <usize>n * 8);
+      i0 = groupsQ6_K(x, sc, u0, u1, u2, u3, i0);
+      if (rows > 1) i1 = groupsQ6_K(x + rowBytes, sc, u0, u1, u2, u3, i1);
+      if (rows > 2) i2 = groupsQ6_K(x + 2 * rowBytes, sc, u0, u1, u2, u3, i2);
+      if (rows > 3) i3 = groupsQ6_K(x + 3 * rowBytes, sc, u0, u1, u2, u3, i3);
+      // the next 64: high nibbles, bits 4–7 of qh
+      u0 = sixBits(a, h, 2, low); u1 = sixBits(a1v, h1, 2, low); u2 = sixBits(b, h, 3, low); u3 = sixBits(b1, h1, 3, low);
+      sc = scales4(wb + 196 + <usize>n * 8);
+      i0 = groupsQ6_K(x + 64, sc, u0, u1, u2, u3, i0);
+      if (rows > 1) i1 = groupsQ6_K(x + 64 + rowBytes, sc, u0, u1, u2, u3, i1);
+      if (rows > 2) i2 = groupsQ6_K(x + 64 + 2 * rowBytes, sc, u0, u1, u2, u3, i2);
+      if (rows > 3) i3 = groupsQ6_K(x + 64 + 3 * rowBytes, sc, u0, u1, u2, u3, i3);
     }
     // the super-block's float terms, for each activation row (dx: its q8_K scale, repeated per 32)
     const sc = wb + 192, f0 = f32x4.convert_i32x4_s(scales4(sc)), f1 = f32x4.convert_i32x4_s(scales4(sc + 4));
