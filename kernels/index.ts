@@ -4,6 +4,6 @@
 export { matmul, pairActivations, packRows } from "./matmul";
 export { matmulGradInput, matmulGradWeight } from "./backward";
 export { crossEntropy, attentionBackward } from "./train";
-export { quantizeRows } from "./quant";
+export { quantizeRows, packQuantized, dequantizeRows } from "./quant";
 export { attention } from "./attention";
 export { rmsNorm, rope, activate, add, widen, copyRows, readBytes, firstNonFinite } from "./elementwise";

@@ -376,6 +376,12 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
   return v128.or(v128.and(i16x8.shr_u(ql, 4), low), v128.and(i16x8.shr_u(qh, 2), i8x16.splat(0x30)));
 }
 
+/** sixBits with the part as a variable (the decoder's loop over parts; the products unroll them). */
+// @ts-ignore: decorator
+@inline function sixBitsAt(ql: v128, qh: v128, part: i32, low: v128): v128 {
+  return part == 0 ? sixBits(ql, qh, 0, low) : part == 1 ? sixBits(ql, qh, 1, low) : part == 2 ? sixBits(ql, qh, 2, low) : sixBits(ql, qh, 3, low);
+}
+
 /** acc + one super-block of one activation row: d·dx·isum − 32·d·Σ sc·sums (x: the row's super-block values). */
 // @ts-ignore: decorator
 @inline function superQ6_K(dx: f32, sums: usize, d: f32, f0: v128, f1: v128, f2: v128, f3: v128, isum: v128, acc: v128): v128 {
@@ -457,5 +463,107 @@ export function matmulQ(out: usize, xq: usize, w: usize, dtype: i32, m: i32, n: 
       for (let j = t0; j < t1; j++) dots(dtype, w + <usize>j * wRow, xq + <usize>i * rowBytes, rowBytes, k, 4, out + <usize>i * outRow + <usize>j * 4, outRow);
     for (; i < m; i++)
       for (let j = t0; j < t1; j++) dots(dtype, w + <usize>j * wRow, xq + <usize>i * rowBytes, rowBytes, k, 1, out + <usize>i * outRow + <usize>j * 4, outRow);
+  }
+}
+
+// Decoding weights to f32, for products of many rows (matmulPanel in matmul.ts): the values exactly as
+// src/formats/blocks.ts dequantizeRow gives them (each product below is exact in f32 but the last).
+
+/** 16 signed bytes v as f32, times `scale`, minus `offset`, stored at out (64 bytes). */
+// @ts-ignore: decorator
+@inline function store16(out: usize, v: v128, scale: v128, offset: v128): void {
+  const lo = i16x8.extend_low_i8x16_s(v), hi = i16x8.extend_high_i8x16_s(v);
+  v128.store(out, f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), scale), offset));
+  v128.store(out, f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)), scale), offset), 16);
+  v128.store(out, f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), scale), offset), 32);
+  v128.store(out, f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), scale), offset), 48);
+}
+
+/** The 6-bit scale (mins: false) or min of sub-block j of a K-quant super-block's 12 scale bytes at s (ggml's get_scale_min_k4). */
+// @ts-ignore: decorator
+@inline function scaleMinK(s: usize, j: i32, mins: bool): f32 {
+  const a = <u32>load<u8>(s + <usize>j), b = <u32>load<u8>(s + <usize>j + 4);
+  if (j < 4) return <f32>((mins ? b : a) & 63);
+  const c = <u32>load<u8>(s + <usize>j - 4);
+  return <f32>(mins ? (b >> 4) | ((a >> 6) << 4) : (b & 0xf) | ((c >> 6) << 4));
+}
+
+/** Bytes of one row of k values stored as `dtype`. */
+// @ts-ignore: decorator
+@inline export function quantRowBytes(dtype: i32, k: i32): usize {
+  return dtype == Q8_0 ? <usize>(k >> 5) * 34 : dtype == Q4_0 ? <usize>(k >> 5) * 18
+    : dtype == Q4_K ? <usize>(k >> 8) * 144 : dtype == Q5_K ? <usize>(k >> 8) * 176 : <usize>(k >> 8) * 210;
+}
+
+/** `rows` rows of a quantized matrix with rows of k values, from w, as f32 rows at out. */
+export function dequantizeRows(out: usize, w: usize, dtype: i32, k: i32, rows: i32): void {
+  const wRow = quantRowBytes(dtype, k), zero = f32x4.splat(0), low = i8x16.splat(0xf);
+  for (let r = 0; r < rows; r++) {
+    const src = w + <usize>r * wRow, dst = out + <usize>r * k * 4;
+    if (dtype == Q8_0 || dtype == Q4_0) {
+      const size: usize = dtype == Q8_0 ? 34 : 18;
+      for (let b = 0; b < k >> 5; b++) {
+        const wb = src + <usize>b * size, d = f32x4.splat(half(wb)), y = dst + <usize>b * 128;
+        if (dtype == Q8_0) {
+          store16(y, v128.load(wb, 2), d, zero);
+          store16(y + 64, v128.load(wb, 18), d, zero);
+        } else {
+          // low nibbles are values 0..15, high nibbles 16..31, each u − 8
+          const q = v128.load(wb, 2), eight = i8x16.splat(8);
+          store16(y, i8x16.sub(v128.and(q, low), eight), d, zero);
+          store16(y + 64, i8x16.sub(bitsOf(q, 4, 0xf), eight), d, zero);
+        }
+      }
+    } else if (dtype == Q6_K) {
+      for (let sb = 0; sb < k >> 8; sb++) {
+        const wb = src + <usize>sb * 210, d = half(wb + 208), thirtyTwo = i8x16.splat(32);
+        for (let n = 0; n < 2; n++) {
+          // value l + 32·i of this 128 (l = 0..31, i = 0..3) is sixBits part i of ql[l] (i even) or ql[l+32] (i odd) with qh[l]; scale sc[l/16 + 2i]
+          const ql = wb + <usize>n * 64, qh = wb + 128 + <usize>n * 32, sc = wb + 192 + <usize>n * 8, y = dst + <usize>(sb * 256 + n * 128) * 4;
+          const a = v128.load(ql), a1v = v128.load(ql, 16), b = v128.load(ql, 32), b1 = v128.load(ql, 48), h = v128.load(qh), h1 = v128.load(qh, 16);
+          for (let i = 0; i < 4; i++) {
+            const lo = i & 1 ? b : a, hi = i & 1 ? b1 : a1v;
+            const s0 = f32x4.splat(d * <f32>load<i8>(sc + <usize>(2 * i))), s1 = f32x4.splat(d * <f32>load<i8>(sc + <usize>(2 * i + 1)));
+            store16(y + <usize>i * 128, i8x16.sub(sixBitsAt(lo, h, i, low), thirtyTwo), s0, zero);
+            store16(y + <usize>i * 128 + 64, i8x16.sub(sixBitsAt(hi, h1, i, low), thirtyTwo), s1, zero);
+          }
+        }
+      }
+    } else {
+      const five = dtype == Q5_K, size: usize = five ? 176 : 144, qs: usize = five ? 48 : 16;
+      for (let sb = 0; sb < k >> 8; sb++) {
+        const wb = src + <usize>sb * size, d = half(wb), dmin = half(wb + 2);
+        for (let j = 0; j < 8; j++) {
+          // sub-blocks 2i and 2i + 1 share 32 bytes: low nibbles, then high; Q5_K's fifth bit is bit j of qh[l]
+          const scale = f32x4.splat(d * scaleMinK(wb + 4, j, false)), offset = f32x4.splat(dmin * scaleMinK(wb + 4, j, true));
+          const q = wb + qs + <usize>(j >> 1) * 32, shift = (j & 1) * 4, y = dst + <usize>(sb * 256 + j * 32) * 4;
+          let u0 = bitsOf(v128.load(q), shift, 0xf), u1 = bitsOf(v128.load(q, 16), shift, 0xf);
+          if (five) {
+            u0 = v128.or(u0, up(bitsOf(v128.load(wb + 16), j, 1), 4));
+            u1 = v128.or(u1, up(bitsOf(v128.load(wb + 32), j, 1), 4));
+          }
+          store16(y, u0, scale, offset);
+          store16(y + 64, u1, scale, offset);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Rows of activations quantized by quantizeRows (for weights `dtype`), decoded again (q·d) and laid out as
+ * packRows lays out f32 rows (k is a multiple of 32, so there is no tail): what matmulPanel multiplies.
+ */
+export function packQuantized(out: usize, xq: usize, m: i32, k: i32, dtype: i32): void {
+  const rowBytes = qRowBytes(k), wide = dtype == Q8_0;
+  for (let i = 0; i < m; i += 4) {
+    const block = out + <usize>(i >> 2) * k * 16;
+    for (let r = 0; r < 4; r++) {
+      const q = xq + <usize>min(i + r, m - 1) * rowBytes, ds = scalesOf(q, k);
+      for (let c = 0; c < k; c += 4) {
+        const v = wide ? i32x4.extend_low_i16x8_s(v128.load64_zero(q + <usize>c * 2)) : i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(q + <usize>c)));
+        v128.store(block + <usize>c * 16 + <usize>r * 16, f32x4.mul(f32x4.convert_i32x4_s(v), v128.load32_splat(ds + <usize>(c >> 5) * 4)));
+      }
+    }
   }
 }

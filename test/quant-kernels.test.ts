@@ -1,13 +1,15 @@
 // The quantized matrix products (kernels/quant.ts) against their TypeScript specification
 // (ReferenceKernels: each weight row dequantized by src/formats/blocks.ts, the activations quantized as
-// llama.cpp quantizes them), for every block format, on both SIMD builds and with threads.
+// llama.cpp quantizes them), for every block format, on both SIMD builds and with threads: the integer
+// kernels below PANEL_ROWS rows, the f32 products on decoded panels from there; and the SIMD decoder of
+// weight rows, bit for bit against blocks.ts (embedding rows).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Arena } from "../src/arena.js";
 import { QUANT_TYPES, isKQuant, tensorBytes, type QuantType } from "../src/dtype.js";
 import { quantizeRow } from "../src/formats/blocks.js";
 import { seededRandom } from "../src/generation/sampler.js";
 import { ReferenceKernels, quantizeActivations } from "../src/kernels/reference.js";
-import { quantWorkspace } from "../src/kernels/types.js";
+import { PANEL_ROWS, matmulWorkspace } from "../src/kernels/types.js";
 import type { WasmKernels } from "../src/kernels/wasm.js";
 import { createNodeKernels } from "../src/node/index.js";
 
@@ -25,7 +27,7 @@ describe.each([
     arena = created.arena;
     simd = created.kernels as WasmKernels;
     ref = new ReferenceKernels(arena);
-    const ws = quantWorkspace(16, 2048);
+    const ws = matmulWorkspace(37, 2048, threads);
     simd.workspace(arena.alloc(ws), ws);
   });
   afterAll(() => simd.close());
@@ -55,7 +57,8 @@ describe.each([
 
   it.each(QUANT_TYPES)("%s: matrix-vector and matrix-matrix products, and embedding rows", (type) => {
     const block = isKQuant(type) ? 256 : 32;
-    for (const [m, n, k] of [[1, 37, 2 * block], [1, 5, block], [9, 13, 3 * block], [16, 64, 2048]]) {
+    expect(PANEL_ROWS).toBe(16);
+    for (const [m, n, k] of [[1, 37, 2 * block], [1, 5, block], [9, 13, 3 * block], [15, 7, block], [16, 64, 2048], [37, 13, 2 * block]]) {
       const w = quantized(type, n!, k!), x = floats(m! * k!);
       expect(compare(m! * n!, (kern, o) => kern.matmul(o, x, w, type, m!, n!, k!)), `${m}×${n}×${k}`).toBeLessThan(2e-6);
     }

@@ -4,12 +4,20 @@ import type { DType, FloatType } from "../dtype.js";
 
 /** Workspace bytes quantized activations of `rows` × `k` take: int8 values (int16 for Q8_0 weights), an f32 scale per 32, an f32 sum per 16. */
 export const quantWorkspace = (rows: number, k: number) => rows * (2 * k + (k / 32) * 4 + (k / 16) * 4);
-/** Workspace bytes any product of `rows` × `k` activations needs: the most of quantized x and x packed in f32 blocks of 4 rows. */
-export const matmulWorkspace = (rows: number, k: number) => Math.max(quantWorkspace(rows, k), 16 * Math.ceil(rows / 4) * k);
+/** Workspace bytes of `rows` × `k` activations packed in f32 blocks of 4 rows (products of several rows). */
+export const packedWorkspace = (rows: number, k: number) => 16 * Math.ceil(rows / 4) * k;
+/** Rows from which a product with quantized weights decodes them to f32 (measured faster from 16 rows; kernels/matmul.ts matmulPanel). */
+export const PANEL_ROWS = 16;
+/** Workspace bytes of each thread's panel in such a product: two weight rows of k values in f32. */
+export const PANEL_BYTES = (k: number) => 8 * k;
+/** Workspace bytes such a product needs: the packed activations, then their quantized rows, whose space the threads' panels reuse. */
+export const panelWorkspace = (rows: number, k: number, threads: number) => packedWorkspace(rows, k) + Math.max(quantWorkspace(rows, k), threads * PANEL_BYTES(k));
+/** Workspace bytes any product of `rows` × `k` activations needs on `threads` threads. */
+export const matmulWorkspace = (rows: number, k: number, threads = 1) => panelWorkspace(rows, k, threads);
 /** Workspace bytes each thread's slice of matmulGradInput or matmulGradWeight copies a strip of an operand into (kernels/backward.ts). */
 export const GRAD_SCRATCH = 8192;
 /** Workspace bytes a model needs: its products' (rows × k activations) and, per thread, training's backward products'. */
-export const kernelWorkspace = (rows: number, k: number, threads: number) => Math.max(matmulWorkspace(rows, k), GRAD_SCRATCH * threads);
+export const kernelWorkspace = (rows: number, k: number, threads: number) => Math.max(matmulWorkspace(rows, k, threads), GRAD_SCRATCH * threads);
 import type { Activation } from "../config.js";
 
 /** The operations the model runs, on byte offsets into the arena; implemented in TypeScript (reference) and WebAssembly. */

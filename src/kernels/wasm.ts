@@ -1,15 +1,14 @@
 // The SIMD kernel set: the AssemblyScript module in kernels/ compiled to WebAssembly and instantiated
 // on the arena's memory, with matrix products, attention and the training kernels split across a thread pool when there is one.
 import type { Activation } from "../config.js";
-import { DTYPE_CODE, isQuantized, tensorBytes, type DType, type FloatType } from "../dtype.js";
-import { dequantizeRow } from "../formats/blocks.js";
+import { DTYPE_CODE, isQuantized, type DType, type FloatType } from "../dtype.js";
 import { Op, attentionBackwardScratch, slice, type ThreadPool } from "./pool.js";
-import { GRAD_SCRATCH, matmulWorkspace, quantWorkspace, type Kernels } from "./types.js";
+import { GRAD_SCRATCH, PANEL_BYTES, PANEL_ROWS, packedWorkspace, panelWorkspace, quantWorkspace, type Kernels } from "./types.js";
 import { readRows } from "./reference.js";
 
 /** The exports of kernels/index.ts. */
 export interface WasmExports {
-  matmul(out: number, x: number, w: number, dtype: number, m: number, n: number, k: number, j0: number, j1: number): void;
+  matmul(out: number, x: number, w: number, dtype: number, m: number, n: number, k: number, j0: number, j1: number, panel: number): void;
   matmulGradInput(dx: number, dy: number, w: number, m: number, n: number, k: number, c0: number, c1: number, scratch: number): void;
   matmulGradWeight(dw: number, dy: number, x: number, m: number, n: number, k: number, j0: number, j1: number, scratch: number): void;
   crossEntropy(dlogits: number, logits: number, targets: number, losses: number, rows: number, vocab: number, scale: number, r0: number, r1: number): void;
@@ -25,6 +24,8 @@ export interface WasmExports {
   copyRows(dst: number, dstStride: number, src: number, srcStride: number, rows: number, width: number): void;
   readBytes(ptr: number, bytes: number): number;
   quantizeRows(xq: number, x: number, m: number, k: number, dtype: number): void;
+  packQuantized(out: number, xq: number, m: number, k: number, dtype: number): void;
+  dequantizeRows(out: number, w: number, dtype: number, k: number, rows: number): void;
   firstNonFinite(ptr: number, dtype: number, n: number): number;
 }
 
@@ -62,8 +63,18 @@ export class WasmKernels implements Kernels {
   }
 
   matmul(out: number, x: number, w: number, wType: DType, m: number, n: number, k: number): void {
-    const dtype = DTYPE_CODE[wType];
-    if (isQuantized(wType)) {
+    const dtype = DTYPE_CODE[wType], threads = !this.pool || m * n * k < this.minParallelWork ? 1 : this.pool.threads;
+    let panel = 0;
+    if (isQuantized(wType) && m >= PANEL_ROWS) {
+      // many rows: x quantized and decoded again, packed in blocks of 4 rows; W decoded two rows at a time
+      // into each thread's panel, which reuses the quantized rows' space once they are packed
+      const packed = packedWorkspace(m, k);
+      this.needWorkspace(panelWorkspace(m, k, threads), `a ${wType} product of ${m}×${k} activations on ${threads} thread(s)`);
+      this.k.quantizeRows(this.scratch.ptr + packed, x, m, k, dtype);
+      this.k.packQuantized(this.scratch.ptr, this.scratch.ptr + packed, m, k, dtype);
+      x = this.scratch.ptr;
+      panel = this.scratch.ptr + packed;
+    } else if (isQuantized(wType)) {
       // the activations, quantized once on this thread, are what every thread's slice reads
       this.needWorkspace(quantWorkspace(m, k), `a ${wType} product of ${m}×${k} activations`);
       this.k.quantizeRows(this.scratch.ptr, x, m, k, dtype);
@@ -75,13 +86,13 @@ export class WasmKernels implements Kernels {
       x = this.scratch.ptr;
     } else if (m > 1) {
       // several rows: packed once, in blocks of 4 rows, in the order the blocked product reads them
-      this.needWorkspace(matmulWorkspace(m, k), `a ${wType} product of ${m}×${k} activations`);
+      this.needWorkspace(packedWorkspace(m, k), `a ${wType} product of ${m}×${k} activations`);
       this.k.packRows(this.scratch.ptr, x, m, k, dtype);
       x = this.scratch.ptr;
     }
-    if (!this.pool || m * n * k < this.minParallelWork) return this.k.matmul(out, x, w, dtype, m, n, k, 0, n);
-    const [j0, j1] = slice(n, this.pool.threads, 0);
-    this.pool.run(Op.Matmul, this.memoryIndex, [out, x, w, dtype, m, n, k], () => this.k.matmul(out, x, w, dtype, m, n, k, j0, j1));
+    if (threads === 1) return this.k.matmul(out, x, w, dtype, m, n, k, 0, n, panel);
+    const [j0, j1] = slice(n, threads, 0);
+    this.pool!.run(Op.Matmul, this.memoryIndex, [out, x, w, dtype, m, n, k, panel, PANEL_BYTES(k)], () => this.k.matmul(out, x, w, dtype, m, n, k, j0, j1, panel));
   }
 
   matmulGradInput(dx: number, dy: number, w: number, m: number, n: number, k: number): void {
@@ -135,8 +146,8 @@ export class WasmKernels implements Kernels {
   }
 
   widen(out: number, src: number, srcType: DType, n: number): void {
-    // a quantized embedding row is decoded by the readable decoder: one row per token is not a hot loop
-    if (isQuantized(srcType)) return dequantizeRow(srcType, new Uint8Array(this.memory.buffer, src, tensorBytes(srcType, [n])), new Float32Array(this.memory.buffer, out, n), n);
+    // a quantized embedding row: the decoder the products of many rows use (kernels/quant.ts dequantizeRows)
+    if (isQuantized(srcType)) return this.k.dequantizeRows(out, src, DTYPE_CODE[srcType], n, 1);
     this.k.widen(out, src, DTYPE_CODE[srcType], n);
   }
 

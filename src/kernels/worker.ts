@@ -37,7 +37,7 @@ export function runWorker(init: WorkerInit): void {
 function run(op: Op, k: WasmExports, a: Float64Array, index: number, threads: number): void {
   if (op === Op.Matmul) {
     const [j0, j1] = slice(a[5]!, threads, index);
-    if (j0 < j1) k.matmul(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, j0, j1);
+    if (j0 < j1) k.matmul(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, j0, j1, a[7]! ? a[7]! + index * a[8]! : 0); // a[7]: the panels, a[8] bytes apart
   } else if (op === Op.GradInput) {
     const [c0, c1] = slice(a[5]!, threads, index, 8);
     if (c0 < c1) k.matmulGradInput(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, c0, c1, a[6]! + index * GRAD_SCRATCH);
