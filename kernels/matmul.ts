@@ -1,6 +1,7 @@
 // Matrix products out = x · Wᵀ with W [n × k] stored as f32, f16 or bf16 (the Hugging Face layout:
 // one row per output). Each call computes the output columns j0..j1, so threads can split the rows of W.
 import { Q8_0, matmulQ, dequantizeRows, quantRowBytes } from "./quant";
+import { widen } from "./elementwise";
 import { F32, F16, BF16, madd, hsum, widen4, widen1, weightMask, pairLo, pairHi, BF16Bits, F16Bits } from "./simd";
 
 // m > 1 (prefill, and the server's batched decoding): tiles of 4 rows of x × 2 rows of W, eight
@@ -117,30 +118,30 @@ export function pairActivations(out: usize, x: usize, k: i32, dtype: i32): void 
 }
 
 /**
- * Quantized W against many rows (prefill): two rows of W at a time decoded to f32 in `panel` (8·k bytes,
- * this call's own), then the blocked f32 product over all m rows, so the decoding is shared by every row
- * and the inner loop is matmulBlocked's. x is packQuantized's output: the activations quantized as the
- * integer kernels quantize them and decoded again, so both paths compute the same sums up to float rounding.
+ * 16-bit or quantized W against many rows (prefill): two rows of W at a time decoded to f32 in `panel`
+ * (8·k bytes, this call's own), then the blocked f32 product over all m rows, so the decoding is shared by
+ * every row and the inner loop is f32's, with no widening. x is packRows' output (as f32); for quantized
+ * W, packQuantized's: the activations quantized as the integer kernels quantize them and decoded again,
+ * so both paths compute the same sums up to float rounding.
  */
 function matmulPanel(out: usize, xp: usize, w: usize, dtype: i32, m: i32, n: i32, k: i32, j0: i32, j1: i32, panel: usize): void {
-  const wRow = quantRowBytes(dtype, k);
+  const wRow = dtype >= Q8_0 ? quantRowBytes(dtype, k) : <usize>k * 2;
   for (let j = j0; j < j1; j += 2) {
     const rows = min(2, j1 - j);
-    dequantizeRows(panel, w + <usize>j * wRow, dtype, k, rows);
+    if (dtype >= Q8_0) dequantizeRows(panel, w + <usize>j * wRow, dtype, k, rows);
+    else widen(panel, w + <usize>j * wRow, dtype, rows * k);
     matmulBlocked<f32>(out + <usize>j * 4, xp, panel, m, n, k, 0, rows);
   }
 }
 
 /**
- * out[m×n] = x[m×k] · W[n×k]ᵀ for output columns j0..j1; for quantized W, x is quantizeRows' output, or
- * with a `panel` (workspace of 8·k bytes) packQuantized's output; for float W, packRows' output when m > 1,
- * and for 16-bit W and m = 1 pairActivations' output.
+ * out[m×n] = x[m×k] · W[n×k]ᵀ for output columns j0..j1. With a `panel` (workspace of 8·k bytes; W not
+ * f32), matmulPanel's; otherwise for quantized W, x is quantizeRows' output; for float W, packRows' output
+ * when m > 1, and for 16-bit W and m = 1 pairActivations' output.
  */
 export function matmul(out: usize, x: usize, w: usize, dtype: i32, m: i32, n: i32, k: i32, j0: i32, j1: i32, panel: usize): void {
-  if (dtype >= Q8_0) {
-    if (panel) matmulPanel(out, x, w, dtype, m, n, k, j0, j1, panel);
-    else matmulQ(out, x, w, dtype, m, n, k, j0, j1);
-  }
+  if (panel) matmulPanel(out, x, w, dtype, m, n, k, j0, j1, panel);
+  else if (dtype >= Q8_0) matmulQ(out, x, w, dtype, m, n, k, j0, j1);
   else if (m == 1) {
     if (dtype == F32) matvec<f32>(out, x, w, k, j0, j1);
     else if (dtype == BF16) matvec<BF16Bits>(out, x, w, k, j0, j1);

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Arena } from "../src/arena.js";
 import { BYTES, F16_TABLE, FLOAT_TYPES, bf16ToF32, f32ToBf16, f32ToF16, type FloatType } from "../src/dtype.js";
 import { ReferenceKernels } from "../src/kernels/reference.js";
+import { PANEL_ROWS } from "../src/kernels/types.js";
 import type { WasmKernels } from "../src/kernels/wasm.js";
 import { seededRandom } from "../src/generation/sampler.js";
 import { createNodeKernels } from "../src/node/index.js";
@@ -310,6 +311,16 @@ describe("firstNonFinite: SIMD against the specification", () => {
       expect([simd.firstNonFinite(p, dtype, n - start), ref.firstNonFinite(p, dtype, n - start)]).toEqual([-1, -1]);
     }
   });
+});
+
+// last, so that the random values the tests above draw stay as they were
+it.each(FLOAT_TYPES)("matmul from PANEL_ROWS rows (f16 weights decoded to f32 panels first), weights %s, odd n and k", (dtype) => {
+  for (const [m, n, k] of [[PANEL_ROWS, 5, 67], [PANEL_ROWS + 17, 3, 130], [PANEL_ROWS - 1, 4, 9]]) {
+    const x = floats(m! * k!), w = weights(n! * k!, dtype), a = arena.alloc(m! * n! * 4), b = arena.alloc(m! * n! * 4);
+    ref.matmul(a, x, w, dtype, m!, n!, k!);
+    simd.matmul(b, x, w, dtype, m!, n!, k!);
+    expect(maxError(b, a, m! * n!), `m=${m} n=${n} k=${k}`).toBeLessThan(2e-6 * Math.sqrt(k!));
+  }
 });
 
 });

@@ -6,7 +6,7 @@ import type { DType, FloatType } from "../dtype.js";
 export const quantWorkspace = (rows: number, k: number) => rows * (2 * k + (k / 32) * 4 + (k / 16) * 4);
 /** Workspace bytes of `rows` × `k` activations packed in f32 blocks of 4 rows (products of several rows). */
 export const packedWorkspace = (rows: number, k: number) => 16 * Math.ceil(rows / 4) * k;
-/** Rows from which a product with quantized weights decodes them to f32 (measured faster from 16 rows; kernels/matmul.ts matmulPanel). */
+/** Rows from which a product with quantized or f16 weights decodes them to f32 first (kernels/matmul.ts matmulPanel): measured faster from 16 rows; bf16, a shift to widen, gains nothing. */
 export const PANEL_ROWS = 16;
 /** Workspace bytes of each thread's panel in such a product: two weight rows of k values in f32. */
 export const PANEL_BYTES = (k: number) => 8 * k;

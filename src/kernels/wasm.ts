@@ -65,13 +65,16 @@ export class WasmKernels implements Kernels {
   matmul(out: number, x: number, w: number, wType: DType, m: number, n: number, k: number): void {
     const dtype = DTYPE_CODE[wType], threads = !this.pool || m * n * k < this.minParallelWork ? 1 : this.pool.threads;
     let panel = 0;
-    if (isQuantized(wType) && m >= PANEL_ROWS) {
-      // many rows: x quantized and decoded again, packed in blocks of 4 rows; W decoded two rows at a time
-      // into each thread's panel, which reuses the quantized rows' space once they are packed
+    if ((isQuantized(wType) || wType === "f16") && m >= PANEL_ROWS) {
+      // many rows: x packed in blocks of 4 rows (quantized and decoded again for quantized W); W decoded
+      // two rows at a time into each thread's panel, which reuses the quantized rows' space once packed
       const packed = packedWorkspace(m, k);
       this.needWorkspace(panelWorkspace(m, k, threads), `a ${wType} product of ${m}×${k} activations on ${threads} thread(s)`);
-      this.k.quantizeRows(this.scratch.ptr + packed, x, m, k, dtype);
-      this.k.packQuantized(this.scratch.ptr, this.scratch.ptr + packed, m, k, dtype);
+      if (wType === "f16") this.k.packRows(this.scratch.ptr, x, m, k, DTYPE_CODE.f32);
+      else {
+        this.k.quantizeRows(this.scratch.ptr + packed, x, m, k, dtype);
+        this.k.packQuantized(this.scratch.ptr, this.scratch.ptr + packed, m, k, dtype);
+      }
       x = this.scratch.ptr;
       panel = this.scratch.ptr + packed;
     } else if (isQuantized(wType)) {
