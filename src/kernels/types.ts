@@ -14,9 +14,11 @@ export const PANEL_BYTES = (k: number) => 8 * k;
 export const panelWorkspace = (rows: number, k: number, threads: number) => packedWorkspace(rows, k) + Math.max(quantWorkspace(rows, k), threads * PANEL_BYTES(k));
 /** Workspace bytes any product of `rows` × `k` activations needs on `threads` threads. */
 export const matmulWorkspace = (rows: number, k: number, threads = 1) => panelWorkspace(rows, k, threads);
-/** Workspace bytes each thread's slice of matmulGradInput or matmulGradWeight copies a strip of an operand into (kernels/backward.ts). */
+/** Workspace bytes of each thread's own: matmulGradInput and matmulGradWeight copy a strip of an operand there (kernels/backward.ts), attention keeps a chunk's scores there. */
 export const GRAD_SCRATCH = 8192;
-/** Workspace bytes a model needs: its products' (rows × k activations) and, per thread, training's backward products'. */
+/** Scratch bytes a thread's slice of attention needs (kernels/attention.ts): 256 scores, and a running maximum and sum for each of `group` query heads. */
+export const attentionScratch = (group: number) => 256 * 4 + 8 * group;
+/** Workspace bytes a model needs: its products' (rows × k activations) and, per thread, attention's and training's backward products'. */
 export const kernelWorkspace = (rows: number, k: number, threads: number) => Math.max(matmulWorkspace(rows, k, threads), GRAD_SCRATCH * threads);
 import type { Activation } from "../config.js";
 

@@ -3,7 +3,7 @@
 import type { Activation } from "../config.js";
 import { DTYPE_CODE, isQuantized, type DType, type FloatType } from "../dtype.js";
 import { Op, attentionBackwardScratch, slice, type ThreadPool } from "./pool.js";
-import { GRAD_SCRATCH, PANEL_BYTES, PANEL_ROWS, packedWorkspace, panelWorkspace, quantWorkspace, type Kernels } from "./types.js";
+import { GRAD_SCRATCH, PANEL_BYTES, PANEL_ROWS, attentionScratch, packedWorkspace, panelWorkspace, quantWorkspace, type Kernels } from "./types.js";
 import { readRows } from "./reference.js";
 
 /** The exports of kernels/index.ts. */
@@ -15,7 +15,7 @@ export interface WasmExports {
   attentionBackward(dq: number, dk: number, dv: number, dout: number, q: number, k: number, v: number, T: number, qHeads: number, kvHeads: number, headDim: number, g0: number, g1: number, scratch: number): void;
   pairActivations(out: number, x: number, k: number, dtype: number): void;
   packRows(out: number, x: number, m: number, k: number, dtype: number): void;
-  attention(out: number, q: number, kCache: number, vCache: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number, h0: number, h1: number): void;
+  attention(out: number, q: number, kCache: number, vCache: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number, h0: number, h1: number, scratch: number): void;
   rmsNorm(out: number, x: number, weight: number, rows: number, dim: number, eps: number): void;
   rope(x: number, cos: number, sin: number, rows: number, heads: number, headDim: number, pos0: number): void;
   activate(out: number, x: number, rows: number, width: number, act: number, gated: number): void;
@@ -122,11 +122,15 @@ export class WasmKernels implements Kernels {
   }
 
   attention(out: number, q: number, kCache: number, vCache: number, rows: number, pos0: number, qHeads: number, kvHeads: number, headDim: number): void {
-    const work = rows * (pos0 + rows) * qHeads * headDim;
-    if (!this.pool || qHeads < 2 || work < this.minParallelWork) return this.k.attention(out, q, kCache, vCache, rows, pos0, qHeads, kvHeads, headDim, 0, qHeads);
-    const [h0, h1] = slice(qHeads, this.pool.threads, 0, 1);
-    this.pool.run(Op.Attention, this.memoryIndex, [out, q, kCache, vCache, rows, pos0, qHeads, kvHeads, headDim], () =>
-      this.k.attention(out, q, kCache, vCache, rows, pos0, qHeads, kvHeads, headDim, h0, h1));
+    // each thread keeps a chunk's scores and its heads' running maxima and sums in its own scratch
+    const work = rows * (pos0 + rows) * qHeads * headDim, s = this.scratch.ptr;
+    const threads = !this.pool || qHeads < 2 || work < this.minParallelWork ? 1 : this.pool.threads;
+    if (attentionScratch(qHeads / kvHeads) > GRAD_SCRATCH) throw new RangeError(`attention with ${qHeads / kvHeads} query heads per key/value head needs more than ${GRAD_SCRATCH} bytes of scratch per thread`);
+    this.needWorkspace(threads * GRAD_SCRATCH, `attention on ${threads} thread(s)`);
+    if (threads === 1) return this.k.attention(out, q, kCache, vCache, rows, pos0, qHeads, kvHeads, headDim, 0, qHeads, s);
+    const [h0, h1] = slice(qHeads, threads, 0, 1);
+    this.pool!.run(Op.Attention, this.memoryIndex, [out, q, kCache, vCache, rows, pos0, qHeads, kvHeads, headDim, s], () =>
+      this.k.attention(out, q, kCache, vCache, rows, pos0, qHeads, kvHeads, headDim, h0, h1, s));
   }
 
   crossEntropy(dlogits: number, logits: number, targets: number, losses: number, rows: number, vocab: number, scale: number): void {

@@ -46,7 +46,7 @@ function run(op: Op, k: WasmExports, a: Float64Array, index: number, threads: nu
     if (j0 < j1) k.matmulGradWeight(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, j0, j1, a[6]! + index * GRAD_SCRATCH);
   } else if (op === Op.Attention) {
     const [h0, h1] = slice(a[6]!, threads, index, 1);
-    if (h0 < h1) k.attention(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, h0, h1);
+    if (h0 < h1) k.attention(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, h0, h1, a[9]! + index * GRAD_SCRATCH);
   } else if (op === Op.CrossEntropy) {
     const [r0, r1] = slice(a[4]!, threads, index, 1);
     if (r0 < r1) k.crossEntropy(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, r0, r1);
