@@ -221,7 +221,7 @@ describe("training kernels: SIMD against the specification", () => {
 
 describe("the other kernels: SIMD set against the specification", () => {
   it("attention over long contexts, grouped heads and odd head sizes", () => {
-    // 701 keys cross attention's chunks of 256 three times; rows of 255, 256 and 257 keys sit at a boundary
+    // 701 keys take three of attention's chunks of 256; rows of 255, 256 and 257 keys sit at a boundary
     for (const [rows, pos0, heads, kvHeads, hd] of [[1, 0, 1, 1, 4], [1, 700, 12, 3, 64], [3, 37, 4, 4, 10], [9, 5, 6, 2, 7], [2, 1, 8, 1, 128], [3, 254, 6, 2, 36]] as const) {
       const len = pos0 + rows;
       const q = floats(rows * heads * hd), kc = floats(len * kvHeads * hd), vc = floats(len * kvHeads * hd);
