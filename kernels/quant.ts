@@ -451,8 +451,7 @@ function dots(dtype: i32, w: usize, xq: usize, rowBytes: usize, k: i32, rows: i3
 /** out[m×n] = dequantized(W[n×k]) · xᵀ for columns j0..j1, x already quantized by quantizeRows. */
 export function matmulQ(out: usize, xq: usize, w: usize, dtype: i32, m: i32, n: i32, k: i32, j0: i32, j1: i32): void {
   const rowBytes = qRowBytes(k), outRow = <usize>n * 4;
-  const wRow: usize = dtype == Q8_0 ? <usize>(k >> 5) * 34 : dtype == Q4_0 ? <usize>(k >> 5) * 18
-    : dtype == Q4_K ? <usize>(k >> 8) * 144 : dtype == Q5_K ? <usize>(k >> 8) * 176 : <usize>(k >> 8) * 210;
+  const wRow = quantRowBytes(dtype, k);
   // weight rows in tiles of about 128 KiB, which stay in cache while every activation row passes over
   // them: four at a time (each weight row unpacked once per four), then one at a time
   const tile = max<i32>(4, <i32>(<usize>(128 << 10) / wRow));
