@@ -67,6 +67,7 @@ function maxError(a: number, b: number, n: number): number {
 
 const SHAPES: [number, number, number][] = [
   [1, 1, 1], [1, 7, 3], [1, 64, 64], [1, 33, 130], [3, 5, 17], [4, 16, 16], [5, 31, 67], [17, 19, 100], [64, 48, 256], [7, 1, 5], [2, 9, 47], [3, 12, 130], [4, 33, 70],
+  [PANEL_ROWS - 1, 4, 9], [PANEL_ROWS, 5, 67], [PANEL_ROWS + 17, 3, 130], // from PANEL_ROWS rows, f16 weights are decoded to f32 panels first
 ];
 
 describe("matmul: SIMD against the specification", () => {
@@ -160,11 +161,11 @@ describe("matmul's backward products: SIMD against the specification", () => {
 });
 
 describe("training kernels: SIMD against the specification", () => {
-  /** max |a − b| / max(|b|, floor) over two f32 buffers: relative per value (the values differ by orders of magnitude). */
-  const relError = (a: number, b: number, n: number, floor: number) => {
+  /** max |a − b| / max(|b|, floor) over two f32 buffers, values at `skip` aside: relative per value (the values differ by orders of magnitude). */
+  const relError = (a: number, b: number, n: number, floor: number, skip = new Set<number>()) => {
     const x = arena.floats(a, n), y = arena.floats(b, n);
     let e = 0;
-    for (let i = 0; i < n; i++) e = Math.max(e, Math.abs(x[i]! - y[i]!) / Math.max(Math.abs(y[i]!), floor));
+    for (let i = 0; i < n; i++) if (!skip.has(i)) e = Math.max(e, Math.abs(x[i]! - y[i]!) / Math.max(Math.abs(y[i]!), floor));
     return e;
   };
   const copy = (from: number, n: number) => {
@@ -184,8 +185,11 @@ describe("training kernels: SIMD against the specification", () => {
       simd.crossEntropy(b, logits, targets, lb, rows, vocab, scale);
       // exp4 is not Math.exp (a few ulps, float32: 6e-8 each), and x − max x rounds to float32: ±2^-24·|x − max x| more
       const x = arena.floats(logits, rows * vocab), spread = Math.max(...x) - Math.min(...x);
-      const e = relError(b, a, rows * vocab, 1e-30), el = relError(lb, la, rows, 1e-3);
+      // the target's dlogit, p·scale − scale, cancels when p is near 1: its error is absolute, an ulp or two of scale
+      const at = new Set(Array.from(new Int32Array(arena.memory.buffer, targets, rows), (id, r) => r * vocab + id));
+      const e = relError(b, a, rows * vocab, 1e-30, at), el = relError(lb, la, rows, 1e-3);
       expect(e, `rows=${rows} vocab=${vocab}: dlogits max relative error ${e} (logits spread over ${spread.toFixed(1)})`).toBeLessThan(6e-7 + 2 ** -24 * spread);
+      for (const i of at) expect(Math.abs(arena.floats(b, rows * vocab)[i]! - arena.floats(a, rows * vocab)[i]!), `rows=${rows} vocab=${vocab}: the target's dlogit`).toBeLessThan((6e-7 + 2 ** -24 * spread) * scale + 2 ** -22 * scale);
       expect(el, `rows=${rows} vocab=${vocab}: losses max relative error ${el}`).toBeLessThan(1e-6);
       // in place (dlogits = logits): the same values
       const c = copy(logits, rows * vocab), lc = arena.alloc(rows * 4);
@@ -314,15 +318,6 @@ describe("firstNonFinite: SIMD against the specification", () => {
   });
 });
 
-// last, so that the random values the tests above draw stay as they were
-it.each(FLOAT_TYPES)("matmul from PANEL_ROWS rows (f16 weights decoded to f32 panels first), weights %s, odd n and k", (dtype) => {
-  for (const [m, n, k] of [[PANEL_ROWS, 5, 67], [PANEL_ROWS + 17, 3, 130], [PANEL_ROWS - 1, 4, 9]]) {
-    const x = floats(m! * k!), w = weights(n! * k!, dtype), a = arena.alloc(m! * n! * 4), b = arena.alloc(m! * n! * 4);
-    ref.matmul(a, x, w, dtype, m!, n!, k!);
-    simd.matmul(b, x, w, dtype, m!, n!, k!);
-    expect(maxError(b, a, m! * n!), `m=${m} n=${n} k=${k}`).toBeLessThan(2e-6 * Math.sqrt(k!));
-  }
-});
 
 });
 
