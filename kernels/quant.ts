@@ -478,13 +478,10 @@ export function matmulQ(out: usize, xq: usize, w: usize, dtype: i32, m: i32, n: 
   v128.store(out, f32x4.sub(f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), scale), offset), 48);
 }
 
-/** The 6-bit scale (mins: false) or min of sub-block j of a K-quant super-block's 12 scale bytes at s (ggml's get_scale_min_k4). */
+/** Lane j (0..3, known only at run time) of an f32x4. */
 // @ts-ignore: decorator
-@inline function scaleMinK(s: usize, j: i32, mins: bool): f32 {
-  const a = <u32>load<u8>(s + <usize>j), b = <u32>load<u8>(s + <usize>j + 4);
-  if (j < 4) return <f32>((mins ? b : a) & 63);
-  const c = <u32>load<u8>(s + <usize>j - 4);
-  return <f32>(mins ? (b >> 4) | ((a >> 6) << 4) : (b & 0xf) | ((c >> 6) << 4));
+@inline function laneOf(v: v128, j: i32): f32 {
+  return j == 0 ? f32x4.extract_lane(v, 0) : j == 1 ? f32x4.extract_lane(v, 1) : j == 2 ? f32x4.extract_lane(v, 2) : f32x4.extract_lane(v, 3);
 }
 
 /** Bytes of one row of k values stored as `dtype`. */
@@ -531,10 +528,13 @@ export function dequantizeRows(out: usize, w: usize, dtype: i32, k: i32, rows: i
     } else {
       const five = dtype == Q5_K, size: usize = five ? 176 : 144, qs: usize = five ? 48 : 16;
       for (let sb = 0; sb < k >> 8; sb++) {
-        const wb = src + <usize>sb * size, d = half(wb), dmin = half(wb + 2);
+        const wb = src + <usize>sb * size, v = v128.load(wb + 4), d = f32x4.splat(half(wb)), dmin = f32x4.splat(half(wb + 2));
+        // d·sc and dmin·m of sub-blocks 0..3 and 4..7 (each product exact in f32)
+        const sc0 = f32x4.mul(d, f32x4.convert_i32x4_s(scalesK(v, 0, false))), sc1 = f32x4.mul(d, f32x4.convert_i32x4_s(scalesK(v, 1, false)));
+        const mn0 = f32x4.mul(dmin, f32x4.convert_i32x4_s(scalesK(v, 0, true))), mn1 = f32x4.mul(dmin, f32x4.convert_i32x4_s(scalesK(v, 1, true)));
         for (let j = 0; j < 8; j++) {
           // sub-blocks 2i and 2i + 1 share 32 bytes: low nibbles, then high; Q5_K's fifth bit is bit j of qh[l]
-          const scale = f32x4.splat(d * scaleMinK(wb + 4, j, false)), offset = f32x4.splat(dmin * scaleMinK(wb + 4, j, true));
+          const scale = f32x4.splat(laneOf(j < 4 ? sc0 : sc1, j & 3)), offset = f32x4.splat(laneOf(j < 4 ? mn0 : mn1, j & 3));
           const q = wb + qs + <usize>(j >> 1) * 32, shift = (j & 1) * 4, y = dst + <usize>(sb * 256 + j * 32) * 4;
           let u0 = bitsOf(v128.load(q), shift, 0xf), u1 = bitsOf(v128.load(q, 16), shift, 0xf);
           if (five) {
