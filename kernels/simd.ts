@@ -23,26 +23,25 @@ export type F16Bits = i16;
   return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
 }
 
-// Four 16-bit values into the top halves of four 32-bit lanes; for bf16 that is the f32 value.
+// Four 16-bit values into the top halves of four 32-bit lanes; for bf16 that is the f32 value. Interleaving
+// with zeros is one unpack on x64, where a widening load and a shift are two.
 // @ts-ignore: decorator
 @inline function bf16x4(p: usize): v128 {
-  return i32x4.shl(v128.load16x4_u(p), 16);
+  return i16x8.shuffle(f32x4.splat(0), v128.load64_zero(p), 0, 8, 1, 9, 2, 10, 3, 11);
 }
 
 /**
- * i32x4.splat(bits), made so that V8 keeps it in a register: V8 rebuilds a SIMD constant at every use
- * inside a loop (three instructions on x64) but not a value computed before the loop. memory.size() >> 30
- * is 0 (memory stays below 2^30 pages), and neither Binaryen nor V8 folds it.
+ * The mask top16 clears f16 bits with, in a global that the start function writes: V8 keeps a global read
+ * before a loop in a register, where it rebuilt a constant at every iteration (three instructions on
+ * x64), and even a value computed before the loop. memory.size() >> 30 is 0 (memory stays below 2^30
+ * pages); it keeps Binaryen from folding the global into a constant.
  */
-// @ts-ignore: decorator
-@inline export function loopInvariant(bits: i32): v128 {
-  return i32x4.splat(bits | (memory.size() >> 30));
-}
+const f16Mask: v128 = i32x4.splat(0x8fffe000 | (memory.size() >> 30));
 
-/** The mask pairLo, pairHi and widen4 take for weights W; make it once before the loop. */
+/** The mask pairLo, pairHi and widen4 take for weights W (used by f16 only); read it once before the loop. */
 // @ts-ignore: decorator
 @inline export function weightMask<W>(): v128 {
-  return loopInvariant(isSigned<W>() ? 0x8fffe000 : 0xffff0000);
+  return f16Mask;
 }
 
 // A 16-bit value in the top half of each 32-bit lane (low half zero) → f32: bf16 is already in place;
@@ -72,7 +71,8 @@ export type F16Bits = i16;
   if (isFloat<W>()) return v128.load(p, 16);
   // f16: the shift moves the even weight's bits below bit 13, where the mask clears them
   if (isSigned<W>()) return v128.and(i32x4.shr_s(v, 3), mask);
-  return v128.and(v, mask);
+  // bf16: the odd weights with zeros below them, a blend with zero (measured: V8 rebuilt the mask in the loop)
+  return i16x8.shuffle(f32x4.splat(0), v, 0, 9, 2, 11, 4, 13, 6, 15);
 }
 /** Four consecutive weights at p as f32x4 (f16 × 2^-112, see top16). */
 // @ts-ignore: decorator
