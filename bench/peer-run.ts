@@ -1,9 +1,11 @@
 // One measurement for bench/peers.ts, in its own process so that each engine has the machine and its
-// memory to itself: node dist/bench/peer-run.js openelm|llama.cpp FILE.gguf THREADS PREFILL DECODE [DTYPE]
-// Prints {"prefill_tok_s", "decode_tok_s", "peak_rss_mb", ...} as JSON.
+// memory to itself: node dist/bench/peer-run.js ENGINE FILE.gguf THREADS PREFILL DECODE [DTYPE], ENGINE one
+// of openelm, llama.cpp, wllama, openelm-web. Prints {"prefill_tok_s", "decode_tok_s", "peak_rss_mb", ...}
+// as JSON (no peak RSS for the engines in Chromium, whose processes are not this one).
 import { LlamaLogLevel, getLlama, type Token } from "node-llama-cpp";
 import { measureSpeed, seededRandom, weightBytesPerToken, type WeightType } from "openelm";
 import { configureV8, loadModelFromFolder } from "openelm/node";
+import { BROWSER_ENGINES, runInChromium, type BrowserEngine } from "./browser-peers.js";
 
 const [engine, file, threadsArg, prefillArg, decodeArg, dtype] = process.argv.slice(2);
 const threads = Number(threadsArg), prefill = Number(prefillArg), decode = Number(decodeArg);
@@ -41,7 +43,9 @@ if (engine === "openelm") {
   await context.dispose();
   await model.dispose();
   await llama.dispose();
+} else if (BROWSER_ENGINES.includes(engine as BrowserEngine)) {
+  result = await runInChromium(engine as BrowserEngine, file!, threads, prefill, decode, dtype);
 } else {
-  throw new Error(`engine "${engine}" is not openelm or llama.cpp`);
+  throw new Error(`engine "${engine}" is not openelm, llama.cpp, ${BROWSER_ENGINES.join(" or ")}`);
 }
-console.log(JSON.stringify({ ...result, peak_rss_mb: process.resourceUsage().maxRSS / 1024 }));
+console.log(JSON.stringify({ ...result, ...(BROWSER_ENGINES.includes(engine as BrowserEngine) ? {} : { peak_rss_mb: process.resourceUsage().maxRSS / 1024 }) }));
