@@ -23,8 +23,8 @@ export type F16Bits = i16;
   return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
 }
 
-// Four 16-bit values into the top halves of four 32-bit lanes; for bf16 that is the f32 value. Interleaving
-// with zeros is one unpack on x64, where a widening load and a shift are two.
+// Four bf16 values into the top halves of four 32-bit lanes, which makes them f32. Interleaving with zeros
+// is one unpack on x64, where a widening load and a shift are two.
 // @ts-ignore: decorator
 @inline function bf16x4(p: usize): v128 {
   return i16x8.shuffle(f32x4.splat(0), v128.load64_zero(p), 0, 8, 1, 9, 2, 10, 3, 11);
@@ -78,7 +78,10 @@ const f16Mask: v128 = i32x4.splat(0x8fffe000 | (memory.size() >> 30));
 // @ts-ignore: decorator
 @inline export function widen4<W>(p: usize, mask: v128): v128 {
   if (isFloat<W>()) return v128.load(p);
-  return top16<W>(bf16x4(p), mask);
+  if (!isSigned<W>()) return bf16x4(p);
+  // f16: sign-extended, a shift by 13 leaves what top16 would (copies of the sign in bits 28-31), with no
+  // zero register for bf16x4's unpack (measured: that spilled an accumulator of the blocked product)
+  return v128.and(i32x4.shl(v128.load16x4_s(p), 13), mask);
 }
 
 /** 2^112: what top16 leaves out of f16 weights. */
