@@ -1,11 +1,12 @@
 // One measurement for bench/peers.ts, in its own process so that each engine has the machine and its
 // memory to itself: node dist/bench/peer-run.js ENGINE FILE.gguf THREADS PREFILL DECODE [DTYPE], ENGINE one
-// of openelm, llama.cpp, wllama, openelm-web. Prints {"prefill_tok_s", "decode_tok_s", "peak_rss_mb", ...}
-// as JSON (no peak RSS for the engines in Chromium, whose processes are not this one).
-import { LlamaLogLevel, getLlama, type Token } from "node-llama-cpp";
+// of openelm, llama.cpp, wllama, openelm-web (openelm also runs this script under Deno and Bun). Prints
+// {"prefill_tok_s", "decode_tok_s", "peak_rss_mb", ...} as JSON (no peak RSS for the engines in Chromium,
+// whose processes are not this one). Each engine's modules load only for it, so that Deno and Bun need
+// none of the others'.
+import type { Token } from "node-llama-cpp";
 import { measureSpeed, seededRandom, weightBytesPerToken, type WeightType } from "openelm";
 import { configureV8, loadModelFromFolder } from "openelm/node";
-import { BROWSER_ENGINES, runInChromium, type BrowserEngine } from "./browser-peers.js";
 
 const [engine, file, threadsArg, prefillArg, decodeArg, dtype] = process.argv.slice(2);
 const threads = Number(threadsArg), prefill = Number(prefillArg), decode = Number(decodeArg);
@@ -21,6 +22,7 @@ if (engine === "openelm") {
   result = { prefill_tok_s: speed.prefill_tok_s, decode_tok_s: speed.decode_tok_s, weight_bytes_per_token: weightBytesPerToken(model.weights) };
   await model.close();
 } else if (engine === "llama.cpp") {
+  const { LlamaLogLevel, getLlama } = await import("node-llama-cpp");
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: file! });
   const context = await model.createContext({ contextSize: prefill + decode + 16, batchSize: prefill, threads });
@@ -43,9 +45,11 @@ if (engine === "openelm") {
   await context.dispose();
   await model.dispose();
   await llama.dispose();
-} else if (BROWSER_ENGINES.includes(engine as BrowserEngine)) {
-  result = await runInChromium(engine as BrowserEngine, file!, threads, prefill, decode, dtype);
+} else if (engine === "wllama" || engine === "openelm-web") {
+  const { runInChromium } = await import("./browser-peers.js");
+  result = await runInChromium(engine, file!, threads, prefill, decode, dtype);
 } else {
-  throw new Error(`engine "${engine}" is not openelm, llama.cpp, ${BROWSER_ENGINES.join(" or ")}`);
+  throw new Error(`engine "${engine}" is not openelm, llama.cpp, wllama or openelm-web`);
 }
-console.log(JSON.stringify({ ...result, ...(BROWSER_ENGINES.includes(engine as BrowserEngine) ? {} : { peak_rss_mb: process.resourceUsage().maxRSS / 1024 }) }));
+const inChromium = engine === "wllama" || engine === "openelm-web";
+console.log(JSON.stringify({ ...result, ...(inChromium ? {} : { peak_rss_mb: process.resourceUsage().maxRSS / 1024 }) }));

@@ -1,11 +1,12 @@
 // npm run bench:peers [-- --shape 270M --types bf16,f16,f32,q8_0,q4_0,q4_k_m --threads 2 --rounds 3 --prefill 128 --decode 64
-//                        --engines openelm,llama.cpp,wllama,openelm-web]
-// openelm beside native llama.cpp (node-llama-cpp's prebuilt binaries) and llama.cpp compiled to
-// WebAssembly (wllama, in Debian's Chromium; see browser-peers.ts), and openelm itself in that browser
-// (openelm-web, on request), on one GGUF file per type, of the model's
-// exact shape with random weights (speed does not depend on the values). Every measurement runs in its
-// own process, one at a time; the rounds interleave the engines and types so that drift of the machine
-// falls on all alike; medians are printed with openelm ÷ each peer.
+//                        --engines openelm,llama.cpp,wllama,openelm-web,openelm-deno,openelm-bun]
+// openelm (in Node) beside native llama.cpp (node-llama-cpp's prebuilt binaries) and llama.cpp compiled to
+// WebAssembly (wllama, in Debian's Chromium; see browser-peers.ts) on one GGUF file per type, of the
+// model's exact shape with random weights (speed does not depend on the values); on request also openelm
+// in other hosts: the same browser (openelm-web, set against wllama), Deno and Bun (dev dependencies; set
+// against native llama.cpp). Every measurement runs in its own process, one at a time; the rounds
+// interleave the engines and types so that drift of the machine falls on all alike; medians are printed
+// with the ratios.
 // openelm's bf16 row loads the f16 file as bf16 and is compared with the peers' f16, which have no
 // faster 16-bit path on CPUs without native bf16 arithmetic.
 import { spawnSync } from "node:child_process";
@@ -28,7 +29,7 @@ const { values } = parseArgs({
     engines: { type: "string", default: "openelm,llama.cpp,wllama" },
   },
 });
-const ENGINES = ["openelm", "llama.cpp", ...BROWSER_ENGINES] as const;
+const ENGINES = ["openelm", "llama.cpp", ...BROWSER_ENGINES, "openelm-deno", "openelm-bun"] as const;
 type Engine = (typeof ENGINES)[number];
 const engines = values.engines!.split(",") as Engine[];
 for (const e of engines) if (!ENGINES.includes(e)) throw new Error(`--engines: "${e}" is not one of ${ENGINES.join(", ")}`);
@@ -38,12 +39,16 @@ if (peers.some((p) => p !== "llama.cpp") && !existsSync(CHROMIUM)) throw new Err
 const types = values.types!.split(",") as WeightType[], rounds = Number(values.rounds), threads = values.threads!;
 for (const t of types) if (!WEIGHT_TYPES.includes(t)) throw new Error(`--types: "${t}" is not one of ${WEIGHT_TYPES.join(", ")}`);
 if (!PRESETS[values.shape!]) throw new Error(`--shape: "${values.shape}" is not one of ${Object.keys(PRESETS).join(", ")}`);
-const RUN = fileURLToPath(new URL("./peer-run.js", import.meta.url));
+const RUN = fileURLToPath(new URL("./peer-run.js", import.meta.url)), BIN = fileURLToPath(new URL("../../node_modules/.bin/", import.meta.url));
+/** The command that runs peer-run.js for an engine: openelm under Deno or Bun runs it as "openelm". */
+// Deno: V8 flags on its command line (measured: node:v8.setFlagsFromString left Liftoff on there)
+const HOSTS: Partial<Record<Engine, string[]>> = { "openelm-deno": [`${BIN}deno`, "run", "--allow-all", "--v8-flags=--no-liftoff"], "openelm-bun": [`${BIN}bun`] };
 
 type Speed = { prefill_tok_s: number; decode_tok_s: number; peak_rss_mb?: number; weight_bytes_per_token?: number };
 function measure(engine: Engine, file: string, type: WeightType): Speed {
-  const args = [RUN, engine, file, threads, values.prefill!, values.decode!, ...(engine.startsWith("openelm") && type === "bf16" ? ["bf16"] : [])];
-  const p = spawnSync(process.execPath, args, { encoding: "utf8", maxBuffer: 1 << 24 });
+  const [cmd, ...host] = HOSTS[engine] ?? [process.execPath];
+  const args = [...host, RUN, HOSTS[engine] ? "openelm" : engine, file, threads, values.prefill!, values.decode!, ...(engine.startsWith("openelm") && type === "bf16" ? ["bf16"] : [])];
+  const p = spawnSync(cmd!, args, { encoding: "utf8", maxBuffer: 1 << 24 });
   if (p.status !== 0) throw new Error(`${engine} ${type}: ${p.stderr.trim()}`);
   return JSON.parse(p.stdout.trim().split("\n").pop()!) as Speed;
 }
@@ -76,20 +81,21 @@ const rows = types.map((type) => {
 const f = (x: number | undefined, d = 1) => (x === undefined ? "-" : x.toFixed(d));
 type Row = (typeof rows)[number];
 const digits = (k: Measure) => (k === "peak_rss_mb" ? 0 : 1);
-// each peer's column, then openelm ÷ that peer; openelm-web (openelm in the browser) is set against wllama
+// each engine's column, then a ratio: openelm ÷ a peer, or openelm in another host ÷ the peer it is set against
+const against = (e: Engine): Engine => (e === "openelm-web" ? "wllama" : "llama.cpp");
 const cols = (label: string, k: Measure, ratio: boolean) => [
   { head: `${label}: openelm`, cell: (r: Row) => f(r.medians.openelm[k], digits(k)) },
   ...peers.flatMap((p) => {
-    const [over, under]: Engine[] = p === "openelm-web" ? [p, "wllama"] : ["openelm", p];
+    const [over, under]: Engine[] = p.startsWith("openelm") ? [p, against(p)] : ["openelm", p];
     return [{ head: p, cell: (r: Row) => f(r.medians[p][k], digits(k)) },
-      ...(ratio && engines.includes(under!) ? [{ head: p === "openelm-web" ? "÷ wllama" : "ratio", cell: (r: Row) => f(r.medians[over!][k]! / r.medians[under!][k]!, 2) }] : [])];
+      ...(ratio && engines.includes(under!) ? [{ head: over === "openelm" ? "ratio" : `÷ ${under}`, cell: (r: Row) => f(r.medians[over!][k]! / r.medians[under!][k]!, 2) }] : [])];
   }),
 ];
 const table = [{ head: "type", cell: (r: Row) => r.type }, { head: "peers' type", cell: (r: Row) => r.peer_type },
   { head: "MiB/token", cell: (r: Row) => f(r.weight_mib_per_token, 0) },
   ...cols("prefill tok/s", "prefill_tok_s", true), ...cols("decode tok/s", "decode_tok_s", true),
   ...cols("peak RSS MB", "peak_rss_mb", false).filter((c) => !(BROWSER_ENGINES as readonly string[]).includes(c.head))];
-console.log(`\nOpenELM-${values.shape} shape, random weights, ${threads} threads, prefill ${values.prefill}, decode ${values.decode}; medians of ${rounds} interleaved rounds; ratio = openelm ÷ the peer on its left${engines.includes("openelm-web") && engines.includes("wllama") ? "; ÷ wllama = openelm-web ÷ wllama, both in Chromium" : ""}`);
+console.log(`\nOpenELM-${values.shape} shape, random weights, ${threads} threads, prefill ${values.prefill}, decode ${values.decode}; medians of ${rounds} interleaved rounds; ratio = openelm ÷ the peer on its left; ÷ P = openelm in that host ÷ P`);
 console.log(table.map((c, i) => (i < 2 ? c.head.padEnd(11) : c.head.padStart(Math.max(7, c.head.length)))).join("  "));
 for (const r of rows) console.log(table.map((c, i) => (i < 2 ? c.cell(r).padEnd(11) : c.cell(r).padStart(Math.max(7, c.head.length)))).join("  "));
 writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), node: process.version, shape: values.shape, threads: Number(threads), prefill: Number(values.prefill), decode: Number(values.decode), engines, rows }, null, 1));
