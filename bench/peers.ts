@@ -35,13 +35,13 @@ const engines = values.engines!.split(",") as Engine[];
 for (const e of engines) if (!ENGINES.includes(e)) throw new Error(`--engines: "${e}" is not one of ${ENGINES.join(", ")}`);
 if (!engines.includes("openelm") || engines.length < 2) throw new Error("--engines: openelm and at least one peer");
 const peers = engines.filter((e) => e !== "openelm");
-if (peers.some((p) => p !== "llama.cpp") && !existsSync(CHROMIUM)) throw new Error(`wllama and openelm-web run in Chromium, and ${CHROMIUM} is missing: apt-get install chromium, or --engines openelm,llama.cpp`);
+if (peers.some((p) => (BROWSER_ENGINES as readonly string[]).includes(p)) && !existsSync(CHROMIUM)) throw new Error(`wllama and openelm-web run in Chromium, and ${CHROMIUM} is missing: apt-get install chromium, or --engines openelm,llama.cpp`);
 const types = values.types!.split(",") as WeightType[], rounds = Number(values.rounds), threads = values.threads!;
 for (const t of types) if (!WEIGHT_TYPES.includes(t)) throw new Error(`--types: "${t}" is not one of ${WEIGHT_TYPES.join(", ")}`);
 if (!PRESETS[values.shape!]) throw new Error(`--shape: "${values.shape}" is not one of ${Object.keys(PRESETS).join(", ")}`);
 const RUN = fileURLToPath(new URL("./peer-run.js", import.meta.url)), BIN = fileURLToPath(new URL("../../node_modules/.bin/", import.meta.url));
-/** The command that runs peer-run.js for an engine: openelm under Deno or Bun runs it as "openelm". */
-// Deno: V8 flags on its command line (measured: node:v8.setFlagsFromString left Liftoff on there)
+// the hosts that run peer-run.js as "openelm" for openelm-deno and openelm-bun; Deno takes V8 flags on its
+// command line (measured: node:v8.setFlagsFromString left Liftoff on there)
 const HOSTS: Partial<Record<Engine, string[]>> = { "openelm-deno": [`${BIN}deno`, "run", "--allow-all", "--v8-flags=--no-liftoff"], "openelm-bun": [`${BIN}bun`] };
 
 type Speed = { prefill_tok_s: number; decode_tok_s: number; peak_rss_mb?: number; weight_bytes_per_token?: number };
