@@ -261,14 +261,12 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
 // 8 · 8 · 127 · 31 · 63 per lane) and becomes a float once per 256 values, with the mins' term
 // dmin·Σ m_j·(dx·Σq_x) beside it.
 
-/** isum + four sub-blocks of 32 at x (one quad), each dot product times its scale (lanes 0..3 of sc). */
+/** isum + two sub-blocks of 32 at x (one pair), each dot product times its scale (lanes 0, 1 of sc). */
 // @ts-ignore: decorator
-@inline function quadK(x: usize, sc: v128, w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, isum: v128): v128 {
+@inline function pairK(x: usize, sc: v128, w0: v128, w1: v128, w2: v128, w3: v128, isum: v128): v128 {
   // sc's lanes fit in int16: bytes 4j, 4j + 1 of lane j, repeated, are its i16x8 splat
   isum = i32x4.add(isum, i32x4.dot_i16x8_s(i16x8.add(dotPairs(v128.load(x), w0), dotPairs(v128.load(x, 16), w1)), i8x16.shuffle(sc, sc, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1)));
-  isum = i32x4.add(isum, i32x4.dot_i16x8_s(i16x8.add(dotPairs(v128.load(x, 32), w2), dotPairs(v128.load(x, 48), w3)), i8x16.shuffle(sc, sc, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5)));
-  isum = i32x4.add(isum, i32x4.dot_i16x8_s(i16x8.add(dotPairs(v128.load(x, 64), w4), dotPairs(v128.load(x, 80), w5)), i8x16.shuffle(sc, sc, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9)));
-  return i32x4.add(isum, i32x4.dot_i16x8_s(i16x8.add(dotPairs(v128.load(x, 96), w6), dotPairs(v128.load(x, 112), w7)), i8x16.shuffle(sc, sc, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13)));
+  return i32x4.add(isum, i32x4.dot_i16x8_s(i16x8.add(dotPairs(v128.load(x, 32), w2), dotPairs(v128.load(x, 48), w3)), i8x16.shuffle(sc, sc, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5)));
 }
 
 /** Four unsigned bytes at lanes 0..3 of v as i32x4. */
@@ -296,37 +294,36 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
 // @ts-ignore: decorator
 @inline function rowsK(w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize, five: bool): void {
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const ds = scalesOf(xq, k), sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf);
+  const ds = scalesOf(xq, k), sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf), bit4 = i8x16.splat(0x10);
   const size: usize = five ? 176 : 144, qs: usize = five ? 48 : 16;
   for (let sb = 0; sb < k >> 8; sb++) {
     const wb = w + <usize>sb * size, v = v128.load(wb + 4);
     let ha = five ? v128.load(wb + 16) : v128.splat<i32>(0), hb = five ? v128.load(wb + 32) : v128.splat<i32>(0);
     let i0 = i32x4.splat(0), i1 = i0, i2 = i0, i3 = i0;
-    for (let quad = 0; quad < 2; quad++) {
-      // 64 bytes: sub-blocks 4·quad and 4·quad + 2 in the low nibbles of each 32, 4·quad + 1 and + 3 in the high
-      const p = wb + qs + <usize>quad * 64;
-      const qa0 = v128.load(p), qb0 = v128.load(p, 16), qa1 = v128.load(p, 32), qb1 = v128.load(p, 48);
-      let w0 = v128.and(qa0, low), w1 = v128.and(qb0, low), w2 = bitsOf(qa0, 4, 0xf), w3 = bitsOf(qb0, 4, 0xf);
-      let w4 = v128.and(qa1, low), w5 = v128.and(qb1, low), w6 = bitsOf(qa1, 4, 0xf), w7 = bitsOf(qb1, 4, 0xf);
+    const scA = scalesK(v, 0, false), scB = scalesK(v, 1, false);
+    // 64 values at a time, few enough live vectors that V8 spills none: sub-blocks 2·pair (the low nibbles
+    // of these 32 bytes) and 2·pair + 1 (the high nibbles)
+    for (let pair = 0; pair < 4; pair++) {
+      const p = wb + qs + <usize>pair * 32, q0 = v128.load(p), q1 = v128.load(p, 16);
+      let w0 = v128.and(q0, low), w1 = v128.and(q1, low), w2 = bitsOf(q0, 4, 0xf), w3 = bitsOf(q1, 4, 0xf);
       if (five) {
-        // bit j of qh[l] is the fifth bit of value l of sub-block j; this quad's bits are in bits 0..3 (the
-        // second quad's are brought down below), each masked and moved up to bit 4 of its byte
-        w0 = v128.or(w0, up(v128.and(ha, i8x16.splat(1)), 4));
-        w1 = v128.or(w1, up(v128.and(hb, i8x16.splat(1)), 4));
-        w2 = v128.or(w2, up(v128.and(ha, i8x16.splat(2)), 3));
-        w3 = v128.or(w3, up(v128.and(hb, i8x16.splat(2)), 3));
-        w4 = v128.or(w4, up(v128.and(ha, i8x16.splat(4)), 2));
-        w5 = v128.or(w5, up(v128.and(hb, i8x16.splat(4)), 2));
-        w6 = v128.or(w6, up(v128.and(ha, i8x16.splat(8)), 1));
-        w7 = v128.or(w7, up(v128.and(hb, i8x16.splat(8)), 1));
-        ha = i16x8.shr_u(ha, 4);
-        hb = i16x8.shr_u(hb, 4);
+        // bit j of qh[l] is the fifth bit of value l of sub-block j: this pair's are bits 0, 1 (the next
+        // pair's are brought down below), each moved up to bit 4 of its byte and masked there (one mask
+        // for all: V8 rebuilds a constant at each use inside a loop)
+        w0 = v128.or(w0, v128.and(i16x8.shl(ha, 4), bit4));
+        w1 = v128.or(w1, v128.and(i16x8.shl(hb, 4), bit4));
+        w2 = v128.or(w2, v128.and(i16x8.shl(ha, 3), bit4));
+        w3 = v128.or(w3, v128.and(i16x8.shl(hb, 3), bit4));
+        ha = i16x8.shr_u(ha, 2);
+        hb = i16x8.shr_u(hb, 2);
       }
-      const sc = scalesK(v, quad, false), x = xq + <usize>(sb * 256 + quad * 128);
-      i0 = quadK(x, sc, w0, w1, w2, w3, w4, w5, w6, w7, i0);
-      if (rows > 1) i1 = quadK(x + rowBytes, sc, w0, w1, w2, w3, w4, w5, w6, w7, i1);
-      if (rows > 2) i2 = quadK(x + 2 * rowBytes, sc, w0, w1, w2, w3, w4, w5, w6, w7, i2);
-      if (rows > 3) i3 = quadK(x + 3 * rowBytes, sc, w0, w1, w2, w3, w4, w5, w6, w7, i3);
+      // the pair's two scales into lanes 0, 1
+      const quad = pair & 2 ? scB : scA, sc = pair & 1 ? i32x4.shuffle(quad, quad, 2, 3, 2, 3) : quad;
+      const x = xq + <usize>(sb * 256 + pair * 64);
+      i0 = pairK(x, sc, w0, w1, w2, w3, i0);
+      if (rows > 1) i1 = pairK(x + rowBytes, sc, w0, w1, w2, w3, i1);
+      if (rows > 2) i2 = pairK(x + 2 * rowBytes, sc, w0, w1, w2, w3, i2);
+      if (rows > 3) i3 = pairK(x + 3 * rowBytes, sc, w0, w1, w2, w3, i3);
     }
     // the super-block's float terms, for each activation row (dx: its q8_K scale, repeated per 32)
     const d = half(wb), dmin = f32x4.splat(half(wb + 2));
@@ -353,33 +350,34 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
   return i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(p)));
 }
 
-/** isum + the four groups of 16 at x, each dot product times its scale (lanes 0..3 of sc). */
+/** isum + four groups of 16, 32 values apart from x (x, x + 32, x + 64, x + 96), each dot product times its scale (lanes 0..3 of sc). */
 // @ts-ignore: decorator
 @inline function groupsQ6_K(x: usize, sc: v128, u0: v128, u1: v128, u2: v128, u3: v128, isum: v128): v128 {
-  // as in quadK: lane j's low bytes repeated are its i16x8 splat (the scales are int8, sign-extended)
+  // as in pairK: lane j's low bytes repeated are its i16x8 splat
   isum = i32x4.add(isum, i32x4.dot_i16x8_s(dotPairs(v128.load(x), u0), i8x16.shuffle(sc, sc, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1)));
-  isum = i32x4.add(isum, i32x4.dot_i16x8_s(dotPairs(v128.load(x, 16), u1), i8x16.shuffle(sc, sc, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5)));
-  isum = i32x4.add(isum, i32x4.dot_i16x8_s(dotPairs(v128.load(x, 32), u2), i8x16.shuffle(sc, sc, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9)));
-  return i32x4.add(isum, i32x4.dot_i16x8_s(dotPairs(v128.load(x, 48), u3), i8x16.shuffle(sc, sc, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13)));
+  isum = i32x4.add(isum, i32x4.dot_i16x8_s(dotPairs(v128.load(x, 32), u1), i8x16.shuffle(sc, sc, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5)));
+  isum = i32x4.add(isum, i32x4.dot_i16x8_s(dotPairs(v128.load(x, 64), u2), i8x16.shuffle(sc, sc, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9)));
+  return i32x4.add(isum, i32x4.dot_i16x8_s(dotPairs(v128.load(x, 96), u3), i8x16.shuffle(sc, sc, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13, 12, 13)));
 }
 
 /**
  * Sixteen 6-bit values from their low-nibble bytes ql and high-bit bytes qh: `part` 0, 1 take the low
  * nibbles and bits 0–1 or 2–3 of qh, parts 2, 3 the high nibbles and bits 4–5 or 6–7. The 16-bit shifts
- * move no kept bit across a byte.
+ * move no kept bit across a byte, and every part masks with the same two constants (low: 0x0f, top:
+ * 0x30 in each byte): V8 rebuilds a constant at each use inside a loop (three instructions on x64).
  */
 // @ts-ignore: decorator
-@inline function sixBits(ql: v128, qh: v128, part: i32, low: v128): v128 {
-  if (part == 0) return v128.or(v128.and(ql, low), i16x8.shl(v128.and(qh, i8x16.splat(0x03)), 4));
-  if (part == 1) return v128.or(v128.and(ql, low), i16x8.shl(v128.and(qh, i8x16.splat(0x0c)), 2));
-  if (part == 2) return v128.or(v128.and(i16x8.shr_u(ql, 4), low), v128.and(qh, i8x16.splat(0x30)));
-  return v128.or(v128.and(i16x8.shr_u(ql, 4), low), v128.and(i16x8.shr_u(qh, 2), i8x16.splat(0x30)));
+@inline function sixBits(ql: v128, qh: v128, part: i32, low: v128, top: v128): v128 {
+  if (part == 0) return v128.or(v128.and(ql, low), v128.and(i16x8.shl(qh, 4), top));
+  if (part == 1) return v128.or(v128.and(ql, low), v128.and(i16x8.shl(qh, 2), top));
+  if (part == 2) return v128.or(v128.and(i16x8.shr_u(ql, 4), low), v128.and(qh, top));
+  return v128.or(v128.and(i16x8.shr_u(ql, 4), low), v128.and(i16x8.shr_u(qh, 2), top));
 }
 
 /** sixBits with the part as a variable (the decoder's loop over parts; the products unroll them). */
 // @ts-ignore: decorator
-@inline function sixBitsAt(ql: v128, qh: v128, part: i32, low: v128): v128 {
-  return part == 0 ? sixBits(ql, qh, 0, low) : part == 1 ? sixBits(ql, qh, 1, low) : part == 2 ? sixBits(ql, qh, 2, low) : sixBits(ql, qh, 3, low);
+@inline function sixBitsAt(ql: v128, qh: v128, part: i32, low: v128, top: v128): v128 {
+  return part == 0 ? sixBits(ql, qh, 0, low, top) : part == 1 ? sixBits(ql, qh, 1, low, top) : part == 2 ? sixBits(ql, qh, 2, low, top) : sixBits(ql, qh, 3, low, top);
 }
 
 /** acc + one super-block of one activation row: d·dx·isum − 32·d·Σ sc·sums (x: the row's super-block values). */
@@ -392,29 +390,25 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
 // @ts-ignore: decorator
 @inline function rowsQ6_K(w: usize, xq: usize, rowBytes: usize, k: i32, rows: i32, out: usize, outStride: usize): void {
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const ds = scalesOf(xq, k), sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf);
+  const ds = scalesOf(xq, k), sums = ds + <usize>(k >> 5) * 4, low = i8x16.splat(0xf), top = i8x16.splat(0x30);
   for (let sb = 0; sb < k >> 8; sb++) {
     const wb = w + <usize>sb * 210, d = half(wb + 208);
     let i0 = i32x4.splat(0), i1 = i0, i2 = i0, i3 = i0;
-    for (let n = 0; n < 2; n++) {
-      // 128 values: position l of each 32 from ql[l] / ql[l+32] (low, high nibble) and two bits of qh[l];
-      // in groups of 16 in order: (value l of the first 32, l = 0..15), (l = 16..31), then the second 32, ...
-      const ql = wb + <usize>n * 64, qh = wb + 128 + <usize>n * 32, x = xq + <usize>(sb * 256 + n * 128);
-      const a = v128.load(ql), a1v = v128.load(ql, 16), b = v128.load(ql, 32), b1 = v128.load(ql, 48), h = v128.load(qh), h1 = v128.load(qh, 16);
-      // the first 64 values: low nibbles, bits 0–3 of qh (each quad's four scales are loaded where used)
-      let u0 = sixBits(a, h, 0, low), u1 = sixBits(a1v, h1, 0, low), u2 = sixBits(b, h, 1, low), u3 = sixBits(b1, h1, 1, low);
-      let sc = scales4(wb + 192 + <usize>n * 8);
+    // 64 values at a time, few enough live vectors that V8 spills none: in each 128 (n), position l of
+    // its four 32s comes from ql[l] (low nibble, high nibble for the third 32), ql[l + 32] (second, fourth)
+    // and two bits each of qh[l]; step c takes l = 16c..16c + 15, whose scales are bytes c, c + 2, c + 4, c + 6
+    for (let t = 0; t < 4; t++) {
+      const n = t >> 1, c = t & 1, ql = wb + <usize>(n * 64 + c * 16), qh = wb + 128 + <usize>(n * 32 + c * 16);
+      const a = v128.load(ql), b = v128.load(ql, 32), h = v128.load(qh);
+      const u0 = sixBits(a, h, 0, low, top), u1 = sixBits(b, h, 1, low, top), u2 = sixBits(a, h, 2, low, top), u3 = sixBits(b, h, 3, low, top);
+      // the eight scales of this 128 widened to int16: lanes c, c + 2, c + 4, c + 6 are the low halves of
+      // the 32-bit lanes, shifted down by 16 bits for c = 1
+      const sc = i32x4.shr_u(i16x8.extend_low_i8x16_s(v128.load64_zero(wb + 192 + <usize>n * 8)), c * 16);
+      const x = xq + <usize>(sb * 256 + n * 128 + c * 16);
       i0 = groupsQ6_K(x, sc, u0, u1, u2, u3, i0);
       if (rows > 1) i1 = groupsQ6_K(x + rowBytes, sc, u0, u1, u2, u3, i1);
       if (rows > 2) i2 = groupsQ6_K(x + 2 * rowBytes, sc, u0, u1, u2, u3, i2);
       if (rows > 3) i3 = groupsQ6_K(x + 3 * rowBytes, sc, u0, u1, u2, u3, i3);
-      // the next 64: high nibbles, bits 4–7 of qh
-      u0 = sixBits(a, h, 2, low); u1 = sixBits(a1v, h1, 2, low); u2 = sixBits(b, h, 3, low); u3 = sixBits(b1, h1, 3, low);
-      sc = scales4(wb + 196 + <usize>n * 8);
-      i0 = groupsQ6_K(x + 64, sc, u0, u1, u2, u3, i0);
-      if (rows > 1) i1 = groupsQ6_K(x + 64 + rowBytes, sc, u0, u1, u2, u3, i1);
-      if (rows > 2) i2 = groupsQ6_K(x + 64 + 2 * rowBytes, sc, u0, u1, u2, u3, i2);
-      if (rows > 3) i3 = groupsQ6_K(x + 64 + 3 * rowBytes, sc, u0, u1, u2, u3, i3);
     }
     // the super-block's float terms, for each activation row (dx: its q8_K scale, repeated per 32)
     const sc = wb + 192, f0 = f32x4.convert_i32x4_s(scales4(sc)), f1 = f32x4.convert_i32x4_s(scales4(sc + 4));
@@ -512,7 +506,7 @@ export function dequantizeRows(out: usize, w: usize, dtype: i32, k: i32, rows: i
       }
     } else if (dtype == Q6_K) {
       for (let sb = 0; sb < k >> 8; sb++) {
-        const wb = src + <usize>sb * 210, d = half(wb + 208), thirtyTwo = i8x16.splat(32);
+        const wb = src + <usize>sb * 210, d = half(wb + 208), thirtyTwo = i8x16.splat(32), top = i8x16.splat(0x30);
         for (let n = 0; n < 2; n++) {
           // value l + 32·i of this 128 (l = 0..31, i = 0..3) is sixBits part i of ql[l] (i even) or ql[l+32] (i odd) with qh[l]; scale sc[l/16 + 2i]
           const ql = wb + <usize>n * 64, qh = wb + 128 + <usize>n * 32, sc = wb + 192 + <usize>n * 8, y = dst + <usize>(sb * 256 + n * 128) * 4;
@@ -520,8 +514,8 @@ export function dequantizeRows(out: usize, w: usize, dtype: i32, k: i32, rows: i
           for (let i = 0; i < 4; i++) {
             const lo = i & 1 ? b : a, hi = i & 1 ? b1 : a1v;
             const s0 = f32x4.splat(d * <f32>load<i8>(sc + <usize>(2 * i))), s1 = f32x4.splat(d * <f32>load<i8>(sc + <usize>(2 * i + 1)));
-            store16(y + <usize>i * 128, i8x16.sub(sixBitsAt(lo, h, i, low), thirtyTwo), s0, zero);
-            store16(y + <usize>i * 128 + 64, i8x16.sub(sixBitsAt(hi, h1, i, low), thirtyTwo), s1, zero);
+            store16(y + <usize>i * 128, i8x16.sub(sixBitsAt(lo, h, i, low, top), thirtyTwo), s0, zero);
+            store16(y + <usize>i * 128 + 64, i8x16.sub(sixBitsAt(hi, h1, i, low, top), thirtyTwo), s1, zero);
           }
         }
       }
