@@ -9,7 +9,7 @@
 // Q8_0's quants are signed, so its activations are stored widened to int16 and each 8 products and their
 // pairwise sums are one i32x4.dot_i16x8_s (x86: pmaddwd): 7 instructions per 16 weights in V8's code,
 // against 11 for int8 widening multiplies and 9 for the sign trick into the i8×i7 dot.
-import { madd, hsum, F16_SCALE } from "./simd";
+import { madd, hsum } from "./simd";
 
 // Storage type codes after F32, F16, BF16 (src/dtype.ts DTYPE_CODE).
 export const Q8_0: i32 = 3;
@@ -33,11 +33,18 @@ export const Q5_K: i32 = 7;
   return xq + <usize>k * 2;
 }
 
-/** An f16 at p as f32 (finite values: files with f16 infinities are refused when loaded). */
+/**
+ * An f16 at p as f32 (finite values: files with f16 infinities are refused when loaded). No subnormal f32
+ * passes through float arithmetic: x86 takes a microcode assist for one (measured: Q6_K's product 60%
+ * slower when its scales are f16 subnormals, as they are for weights of a typical size). A normal f16
+ * gets its exponent rebiased in the bits; a subnormal one is its 10-bit mantissa times 2^-24.
+ */
 // @ts-ignore: decorator
 @inline function half(p: usize): f32 {
-  const h = <u32>load<u16>(p);
-  return reinterpret<f32>(((h & 0x7fff) << 13) | ((h & 0x8000) << 16)) * F16_SCALE;
+  const h = <u32>load<u16>(p), sign = (h & 0x8000) << 16;
+  const normal = reinterpret<f32>((((h & 0x7fff) << 13) + (112 << 23)) | sign);
+  const small = reinterpret<f32>(reinterpret<u32>(<f32>(h & 0x3ff) * 5.9604644775390625e-8) | sign);
+  return select<f32>(normal, small, h & 0x7c00);
 }
 
 /** x rounded to the nearest f16 value (x ≥ 0 and finite): llama.cpp keeps activation scales as f16. */
@@ -118,15 +125,17 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
   return i16x8.add(i16x8.extmul_low_i8x16_s(a, u), i16x8.extmul_high_i8x16_s(a, u));
 }
 
-/** Four f16 scales, `stride` bytes apart from p, as f32x4. */
+/** Four f16 scales, `stride` bytes apart from p, as f32x4 (as half() converts them: no subnormal f32 in float arithmetic). */
 // @ts-ignore: decorator
 @inline function halves4(p: usize, stride: usize): v128 {
   let v = i32x4.splat(<i32>load<u16>(p));
   v = i32x4.replace_lane(v, 1, <i32>load<u16>(p + stride));
   v = i32x4.replace_lane(v, 2, <i32>load<u16>(p + 2 * stride));
   v = i32x4.replace_lane(v, 3, <i32>load<u16>(p + 3 * stride));
-  const bits = v128.or(i32x4.shl(v128.and(v, i32x4.splat(0x7fff)), 13), i32x4.shl(v128.and(v, i32x4.splat(0x8000)), 16));
-  return f32x4.mul(bits, f32x4.splat(F16_SCALE));
+  const sign = i32x4.shl(v128.and(v, i32x4.splat(0x8000)), 16);
+  const normal = i32x4.add(i32x4.shl(v128.and(v, i32x4.splat(0x7fff)), 13), i32x4.splat(112 << 23));
+  const small = f32x4.mul(f32x4.convert_i32x4_s(v128.and(v, i32x4.splat(0x3ff))), f32x4.splat(5.9604644775390625e-8));
+  return v128.or(v128.bitselect(normal, small, i32x4.ne(v128.and(v, i32x4.splat(0x7c00)), i32x4.splat(0))), sign);
 }
 
 /** [Σa, Σb, Σc, Σd] of four i32x4, as f32x4. */

@@ -32,16 +32,16 @@ describe.each([
   });
   afterAll(() => simd.close());
 
-  /** Random values (of varied size along each row) in a new f32 buffer. */
-  const floats = (n: number) => {
+  /** Random values (of varied size along each row, times `scale`) in a new f32 buffer. */
+  const floats = (n: number, scale = 1) => {
     const ptr = arena.alloc(n * 4);
-    arena.floats(ptr, n).forEach((_, i, a) => (a[i] = gauss() * (1 + (i % 7))));
+    arena.floats(ptr, n).forEach((_, i, a) => (a[i] = gauss() * (1 + (i % 7)) * scale));
     return ptr;
   };
-  /** n rows of k random values quantized as `type`, in a new buffer. */
-  const quantized = (type: QuantType, n: number, k: number) => {
+  /** n rows of k random values (times `scale`) quantized as `type`, in a new buffer. */
+  const quantized = (type: QuantType, n: number, k: number, scale = 1) => {
     const ptr = arena.alloc(tensorBytes(type, [n, k])), rowBytes = tensorBytes(type, [k]);
-    for (let j = 0; j < n; j++) quantizeRow(type, arena.floats(floats(k), k), arena.bytes(ptr + j * rowBytes, rowBytes), k);
+    for (let j = 0; j < n; j++) quantizeRow(type, arena.floats(floats(k, scale), k), arena.bytes(ptr + j * rowBytes, rowBytes), k);
     return ptr;
   };
   /** max |SIMD - specification| / max(1, max |specification|) over the output. */
@@ -64,6 +64,18 @@ describe.each([
     }
     const emb = quantized(type, 3, 2 * block), row = tensorBytes(type, [2 * block]);
     expect(compare(2 * block, (kern, o) => kern.widen(o, emb + row, type, 2 * block))).toBe(0);
+  });
+
+  it.each(QUANT_TYPES)("%s: weights so small that their f16 scales are subnormal", (type) => {
+    // weights of about 1e-5 put every format's f16 block scale below f16's smallest normal (2^-14): the
+    // kernels convert such scales without a subnormal f32 in float arithmetic and must still be exact
+    const block = isKQuant(type) ? 256 : 32, [m, n, k] = [5, 9, 2 * block], w = quantized(type, n, k, 1e-5), x = floats(m * k, 1e4);
+    const bytes = arena.bytes(w, 2), d = type === "q6_k" ? arena.bytes(w + 208, 2) : bytes; // the first block's d
+    expect(d[1]! & 0x7c).toBe(0); // f16 exponent bits zero: subnormal (or zero)
+    expect(d[0]! | (d[1]! & 3)).toBeGreaterThan(0);
+    expect(compare(m * n, (kern, o) => kern.matmul(o, x, w, type, m, n, k))).toBeLessThan(2e-6);
+    expect(compare(n, (kern, o) => kern.matmul(o, x, w, type, 1, n, k))).toBeLessThan(2e-6);
+    expect(compare(k, (kern, o) => kern.widen(o, w, type, k))).toBe(0);
   });
 });
 
