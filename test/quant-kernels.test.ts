@@ -68,7 +68,7 @@ describe.each([
 
   it.each(QUANT_TYPES)("%s: weights so small that their f16 scales are subnormal", (type) => {
     // weights of about 1e-5 put every format's f16 block scale below f16's smallest normal (2^-14): the
-    // kernels convert such scales without a subnormal f32 in float arithmetic and must still be exact
+    // K-quants convert such scales with no subnormal f32 in float arithmetic; every format must be exact
     const block = isKQuant(type) ? 256 : 32, [m, n, k] = [5, 9, 2 * block], w = quantized(type, n, k, 1e-5), x = floats(m * k, 1e4);
     const bytes = arena.bytes(w, 2), d = type === "q6_k" ? arena.bytes(w + 208, 2) : bytes; // the first block's d
     expect(d[1]! & 0x7c).toBe(0); // f16 exponent bits zero: subnormal (or zero)
