@@ -188,8 +188,9 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
 /** The products of block b of a weight row at w (34 bytes a block) with activations at xq. */
 // @ts-ignore: decorator
 @inline function dotQ8_0(w: usize, xq: usize, b: i32): v128 {
-  const wb = w + <usize>b * 34, lo = v128.load(wb, 2), hi = v128.load(wb, 18);
-  return blockQ8_0(xq + <usize>b * 64, i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo), i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi));
+  // each 8 weights sign-extended by the load itself (x86 pmovsxbw from memory), no shuffles
+  const wb = w + <usize>b * 34;
+  return blockQ8_0(xq + <usize>b * 64, v128.load8x8_s(wb, 2), v128.load8x8_s(wb, 10), v128.load8x8_s(wb, 18), v128.load8x8_s(wb, 26));
 }
 
 // @ts-ignore: decorator
@@ -208,8 +209,8 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
   const nb = k >> 5, ds = scalesOf(xq, k);
   for (let b = 0; b < nb; b++) {
-    const wb = w + <usize>b * 34, lo = v128.load(wb, 2), hi = v128.load(wb, 18), dw = f32x4.splat(half(wb, false));
-    const w0 = i16x8.extend_low_i8x16_s(lo), w1 = i16x8.extend_high_i8x16_s(lo), w2 = i16x8.extend_low_i8x16_s(hi), w3 = i16x8.extend_high_i8x16_s(hi);
+    const wb = w + <usize>b * 34, dw = f32x4.splat(half(wb, false));
+    const w0 = v128.load8x8_s(wb, 2), w1 = v128.load8x8_s(wb, 10), w2 = v128.load8x8_s(wb, 18), w3 = v128.load8x8_s(wb, 26);
     const x = xq + <usize>b * 64, dx = ds + <usize>b * 4;
     a0 = madd(f32x4.convert_i32x4_s(blockQ8_0(x, w0, w1, w2, w3)), f32x4.mul(dw, v128.load32_splat(dx)), a0);
     a1 = madd(f32x4.convert_i32x4_s(blockQ8_0(x + rowBytes, w0, w1, w2, w3)), f32x4.mul(dw, v128.load32_splat(dx + rowBytes)), a1);
