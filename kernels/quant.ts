@@ -273,12 +273,11 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
 // 8 · 8 · 127 · 31 · 63 per lane) and becomes a float once per 256 values, with the mins' term
 // dmin·Σ m_j·(dx·Σq_x) beside it.
 
-/** isum + two sub-blocks of 32 at x (one pair), each dot product times its scale (lanes 0, 1 of sc). */
+/** isum + two sub-blocks of 32 at x (one pair), each dot product times its scale (s0, s1: its i16x8 splat). */
 // @ts-ignore: decorator
-@inline function pairK(x: usize, sc: v128, w0: v128, w1: v128, w2: v128, w3: v128, isum: v128): v128 {
-  // sc's lanes fit in int16: bytes 4j, 4j + 1 of lane j, repeated, are its i16x8 splat
-  isum = i32x4.add(isum, i32x4.dot_i16x8_s(i16x8.add(dotPairs(v128.load(x), w0), dotPairs(v128.load(x, 16), w1)), i8x16.shuffle(sc, sc, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1)));
-  return i32x4.add(isum, i32x4.dot_i16x8_s(i16x8.add(dotPairs(v128.load(x, 32), w2), dotPairs(v128.load(x, 48), w3)), i8x16.shuffle(sc, sc, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5)));
+@inline function pairK(x: usize, s0: v128, s1: v128, w0: v128, w1: v128, w2: v128, w3: v128, isum: v128): v128 {
+  isum = i32x4.add(isum, i32x4.dot_i16x8_s(i16x8.add(dotPairs(v128.load(x), w0), dotPairs(v128.load(x, 16), w1)), s0));
+  return i32x4.add(isum, i32x4.dot_i16x8_s(i16x8.add(dotPairs(v128.load(x, 32), w2), dotPairs(v128.load(x, 48), w3)), s1));
 }
 
 /** Four unsigned bytes at lanes 0..3 of v as i32x4. */
@@ -312,7 +311,9 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
     const wb = w + <usize>sb * size, v = v128.load(wb + 4);
     let ha = five ? v128.load(wb + 16) : v128.splat<i32>(0), hb = five ? v128.load(wb + 32) : v128.splat<i32>(0);
     let i0 = i32x4.splat(0), i1 = i0, i2 = i0, i3 = i0;
-    const scA = scalesK(v, 0, false), scB = scalesK(v, 1, false);
+    // the eight sub-blocks' scales as int16 lanes, rotated down by two lanes after each pair (a value that
+    // changes in the loop: V8 moved the scales' computation from a loop-invariant one into the loop)
+    let scales = i16x8.narrow_i32x4_u(scalesK(v, 0, false), scalesK(v, 1, false));
     // 64 values at a time, few enough live vectors that V8 spills none: sub-blocks 2·pair (the low nibbles
     // of these 32 bytes) and 2·pair + 1 (the high nibbles)
     for (let pair = 0; pair < 4; pair++) {
@@ -329,13 +330,14 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
         ha = i16x8.shr_u(ha, 2);
         hb = i16x8.shr_u(hb, 2);
       }
-      // the pair's two scales into lanes 0, 1
-      const quad = pair & 2 ? scB : scA, sc = pair & 1 ? i32x4.shuffle(quad, quad, 2, 3, 2, 3) : quad;
+      const s0 = i8x16.shuffle(scales, scales, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1);
+      const s1 = i8x16.shuffle(scales, scales, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+      scales = i8x16.shuffle(scales, scales, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3);
       const x = xq + <usize>(sb * 256 + pair * 64);
-      i0 = pairK(x, sc, w0, w1, w2, w3, i0);
-      if (rows > 1) i1 = pairK(x + rowBytes, sc, w0, w1, w2, w3, i1);
-      if (rows > 2) i2 = pairK(x + 2 * rowBytes, sc, w0, w1, w2, w3, i2);
-      if (rows > 3) i3 = pairK(x + 3 * rowBytes, sc, w0, w1, w2, w3, i3);
+      i0 = pairK(x, s0, s1, w0, w1, w2, w3, i0);
+      if (rows > 1) i1 = pairK(x + rowBytes, s0, s1, w0, w1, w2, w3, i1);
+      if (rows > 2) i2 = pairK(x + 2 * rowBytes, s0, s1, w0, w1, w2, w3, i2);
+      if (rows > 3) i3 = pairK(x + 3 * rowBytes, s0, s1, w0, w1, w2, w3, i3);
     }
     // the super-block's float terms, for each activation row (dx: its q8_K scale, repeated per 32)
     const d = half(wb, true), dmin = f32x4.splat(half(wb + 2, true));
