@@ -367,7 +367,7 @@ export function quantizeRows(xq: usize, x: usize, m: i32, k: i32, dtype: i32): v
 /** isum + four groups of 16, 32 values apart from x (x, x + 32, x + 64, x + 96), each dot product times its scale (lanes 0..3 of sc). */
 // @ts-ignore: decorator
 @inline function groupsQ6_K(x: usize, sc: v128, u0: v128, u1: v128, u2: v128, u3: v128, isum: v128): v128 {
-  // as in pairK: lane j's low bytes repeated are its i16x8 splat
+  // lane j's low two bytes, repeated, are its i16x8 splat
   isum = i32x4.add(isum, i32x4.dot_i16x8_s(dotPairs(v128.load(x), u0), i8x16.shuffle(sc, sc, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1)));
   isum = i32x4.add(isum, i32x4.dot_i16x8_s(dotPairs(v128.load(x, 32), u1), i8x16.shuffle(sc, sc, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5, 4, 5)));
   isum = i32x4.add(isum, i32x4.dot_i16x8_s(dotPairs(v128.load(x, 64), u2), i8x16.shuffle(sc, sc, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9, 8, 9)));
