@@ -87,7 +87,10 @@ export function measureSpeed(model: OpenELM, opts: SpeedOptions): SpeedResult {
   };
 }
 
-/** Wraps a kernel set and adds up the time spent in each kernel (matrix products by role). */
+/**
+ * Wraps a kernel set and adds up the time spent in each kernel: matrix products by role and weight type,
+ * so that a mix such as q4_k_m shows what each block format costs.
+ */
 export class KernelProfile {
   readonly totals = new Map<string, { ms: number; calls: number }>();
   readonly kernels: Kernels;
@@ -99,7 +102,8 @@ export class KernelProfile {
         const f = Reflect.get(target, prop, receiver);
         if (typeof f !== "function" || prop === "constructor") return f;
         return (...args: number[]) => {
-          const name = prop === "matmul" ? (args[5] === vocabSize ? "matmul (output head)" : "matmul (layers)") : String(prop);
+          // matmul(out, x, w, wType, m, n, k)
+          const name = prop === "matmul" ? `matmul (${args[5] === vocabSize ? "output head" : "layers"}, ${args[3]})` : String(prop);
           const t0 = performance.now();
           const result = f.apply(target, args);
           const e = totals.get(name) ?? { ms: 0, calls: 0 };

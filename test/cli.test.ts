@@ -165,7 +165,15 @@ describe("openelm bench", () => {
   it("--profile lists the kernels of a decode step", () => {
     const r = run("bench", "--shape", join(ORACLE, "elm-tiny-gqa/config.json"), "--prefill", "4", "--decode", "4", "--context", "64", "--profile", "--json");
     const kernels = JSON.parse(r.stdout).profile.map((p: { kernel: string; calls_per_step: number }) => [p.kernel, p.calls_per_step]);
-    expect(Object.fromEntries(kernels)).toMatchObject({ "matmul (layers)": 16, "matmul (output head)": 1, attention: 4, rmsNorm: 4 * 4 + 1 });
+    expect(Object.fromEntries(kernels)).toEqual(expect.objectContaining({ "matmul (layers, bf16)": 16, "matmul (output head, bf16)": 1, attention: 4, rmsNorm: 4 * 4 + 1 }));
+  });
+
+  it("--profile splits the matrix products of a mixed model by weight type", () => {
+    // q4_k_m at the 270M shape: Q6_K embeddings (also the head), Q5_K qkv_proj, Q6_K proj_2 in 8 of the 16 layers, Q4_K the rest
+    const r = run("bench", "--shape", "270M", "--dtype", "q4_k_m", "--threads", "1", "--prefill", "1", "--decode", "1", "--context", "8", "--profile", "--json");
+    const kernels = Object.fromEntries(JSON.parse(r.stdout).profile.map((p: { kernel: string; calls_per_step: number }) => [p.kernel, p.calls_per_step]));
+    const matmuls = Object.fromEntries(Object.entries(kernels).filter(([k]) => k.startsWith("matmul")));
+    expect(matmuls).toEqual({ "matmul (layers, q4_k)": 16 * 4 - 16 - 8, "matmul (layers, q5_k)": 16, "matmul (layers, q6_k)": 8, "matmul (output head, q6_k)": 1 });
   });
 });
 

@@ -17,7 +17,8 @@ export const HELP = {
               [--context C] [--profile] [--json]
   Build a model of that shape with random weights in memory (no file), run one prefill and the decode
   steps after it (from cache length C if given), and report tokens/s, the measured memory bandwidth
-  and the bound it sets on decoding; --profile adds the time per kernel in a decode step.`,
+  and the bound it sets on decoding; --profile adds the time per kernel in a decode step (the matrix
+  products by role and weight type).`,
 };
 
 export async function bench(args: string[]) {
@@ -79,7 +80,7 @@ export async function bench(args: string[]) {
   console.log(`peak RSS ${f(result.peak_rss_mb, 0)} MB`);
   if (result.profile) {
     console.log(`\nper decode step (mean of ${decodeSteps}):`);
-    for (const row of result.profile) console.log(`  ${row.kernel.padEnd(22)} ${row.ms_per_step.toFixed(3).padStart(8)} ms  ${String(row.calls_per_step).padStart(4)} calls  ${(row.share * 100).toFixed(1).padStart(5)}%`);
+    for (const row of result.profile) console.log(`  ${row.kernel.padEnd(28)} ${row.ms_per_step.toFixed(3).padStart(8)} ms  ${String(row.calls_per_step).padStart(4)} calls  ${(row.share * 100).toFixed(1).padStart(5)}%`);
   }
 }
 
