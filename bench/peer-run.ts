@@ -10,6 +10,7 @@ import { configureV8, loadModelFromFolder } from "openelm/node";
 
 const [engine, file, threadsArg, prefillArg, decodeArg, dtype] = process.argv.slice(2);
 const threads = Number(threadsArg), prefill = Number(prefillArg), decode = Number(decodeArg);
+const inChromium = engine === "wllama" || engine === "openelm-web";
 const random = seededRandom(1), prompt = () => Array.from({ length: prefill }, () => 1 + Math.floor(random() * 31000));
 const tokens = () => prompt() as Token[];
 let result: Record<string, number>;
@@ -45,11 +46,10 @@ if (engine === "openelm") {
   await context.dispose();
   await model.dispose();
   await llama.dispose();
-} else if (engine === "wllama" || engine === "openelm-web") {
+} else if (inChromium) {
   const { runInChromium } = await import("./browser-peers.js");
   result = await runInChromium(engine, file!, threads, prefill, decode, dtype);
 } else {
   throw new Error(`engine "${engine}" is not openelm, llama.cpp, wllama or openelm-web`);
 }
-const inChromium = engine === "wllama" || engine === "openelm-web";
 console.log(JSON.stringify({ ...result, ...(inChromium ? {} : { peak_rss_mb: process.resourceUsage().maxRSS / 1024 }) }));

@@ -70,7 +70,7 @@ describe.each([
     // weights of about 1e-5 put every format's f16 block scale below f16's smallest normal (2^-14): the
     // K-quants convert such scales with no subnormal f32 in float arithmetic; every format must be exact
     const block = isKQuant(type) ? 256 : 32, [m, n, k] = [5, 9, 2 * block], w = quantized(type, n, k, 1e-5), x = floats(m * k, 1e4);
-    const bytes = arena.bytes(w, 2), d = type === "q6_k" ? arena.bytes(w + 208, 2) : bytes; // the first block's d
+    const d = arena.bytes(w + (type === "q6_k" ? 208 : 0), 2); // the first block's f16 scale d
     expect(d[1]! & 0x7c).toBe(0); // f16 exponent bits zero: subnormal (or zero)
     expect(d[0]! | (d[1]! & 3)).toBeGreaterThan(0);
     expect(compare(m * n, (kern, o) => kern.matmul(o, x, w, type, m, n, k))).toBeLessThan(2e-6);
