@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Arena } from "../src/arena.js";
 import { BYTES, F16_TABLE, FLOAT_TYPES, bf16ToF32, f32ToBf16, f32ToF16, type FloatType } from "../src/dtype.js";
 import { ReferenceKernels } from "../src/kernels/reference.js";
+import { takeChunks } from "../src/kernels/pool.js";
 import { PANEL_ROWS } from "../src/kernels/types.js";
 import type { WasmKernels } from "../src/kernels/wasm.js";
 import { seededRandom } from "../src/generation/sampler.js";
@@ -67,6 +68,7 @@ function maxError(a: number, b: number, n: number): number {
 
 const SHAPES: [number, number, number][] = [
   [1, 1, 1], [1, 7, 3], [1, 64, 64], [1, 33, 130], [3, 5, 17], [4, 16, 16], [5, 31, 67], [17, 19, 100], [64, 48, 256], [7, 1, 5], [2, 9, 47], [3, 12, 130], [4, 33, 70],
+  [1, 203, 40], [4, 203, 40], // threads take chunks of rows of W larger than 4, the last one short
   [PANEL_ROWS - 1, 4, 9], [PANEL_ROWS, 5, 67], [PANEL_ROWS + 17, 3, 130], // from PANEL_ROWS rows, f16 weights are decoded to f32 panels first
 ];
 
@@ -319,6 +321,25 @@ describe("firstNonFinite: SIMD against the specification", () => {
 });
 
 
+});
+
+describe("takeChunks: how the threads share a product's rows of W", () => {
+  it("deals [0, n) out exactly once, in chunks that start at multiples of 4, 4 to 8 per thread", () => {
+    for (const [n, threads] of [[1, 2], [7, 2], [64, 3], [203, 3], [1280, 2], [32000, 2], [10240, 8]] as const) {
+      const ctl = new Int32Array(new SharedArrayBuffer(64)), taken = new Uint8Array(n), starts: number[] = [];
+      // one thread asking until nothing is left takes every chunk; a second one, arriving late, takes none
+      for (let t = 0; t < 2; t++)
+        takeChunks(ctl, n, threads, (j0, j1) => {
+          starts.push(j0);
+          for (let j = j0; j < j1; j++) taken[j]!++;
+        });
+      expect(taken.every((c) => c === 1), `n=${n} threads=${threads}`).toBe(true);
+      expect(starts.every((j) => j % 4 === 0)).toBe(true);
+      expect(starts.length).toBeLessThanOrEqual(threads * 8);
+      // fine enough that a thread slowed down for a while hands work to the others
+      if (n >= 128 * threads) expect(starts.length).toBeGreaterThanOrEqual(4 * threads);
+    }
+  });
 });
 
 describe("the specification kernels compute what their comments say", () => {

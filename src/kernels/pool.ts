@@ -1,4 +1,5 @@
-// A pool of workers that run slices of one kernel call on the same shared WebAssembly.Memory.
+// A pool of workers that run slices of one kernel call on the same shared WebAssembly.Memory (matrix
+// products: chunks dealt out as the threads ask, see takeChunks).
 // Hand-off is a spin barrier on a SharedArrayBuffer: a decode step issues ~65 matrix products, and a
 // wake-up through Atomics.wait/notify costs ~76 µs against ~2 µs for a spin. Idle workers spin for about
 // a millisecond, then sleep in Atomics.wait until the next job.
@@ -20,7 +21,7 @@ export interface WorkerInit {
 }
 
 // Int32 slots of the control block, then float64 arguments from ARGS_BYTE.
-export const GENERATION = 0, DONE = 1, SLEEPERS = 2, READY = 3, OP = 4, MEMORY = 5, FAILED = 6;
+export const GENERATION = 0, DONE = 1, SLEEPERS = 2, READY = 3, OP = 4, MEMORY = 5, FAILED = 6, NEXT = 7;
 export const ARGS_BYTE = 64, MAX_ARGS = 16;
 /** The kernel a job in the control block runs on every thread. */
 export enum Op { Matmul = 1, Attention = 2, Read = 3, GradInput = 4, GradWeight = 5, CrossEntropy = 6, AttentionBackward = 7, Stop = 9 }
@@ -71,6 +72,7 @@ export class ThreadPool {
     this.args.set(args);
     ctl[OP] = op;
     ctl[MEMORY] = memory;
+    ctl[NEXT] = 0;
     Atomics.store(ctl, DONE, 0);
     Atomics.add(ctl, GENERATION, 1);
     if (Atomics.load(ctl, SLEEPERS) > 0) Atomics.notify(ctl, GENERATION);
@@ -95,6 +97,11 @@ export class ThreadPool {
     if (failed) throw new Error(`kernel ${Op[op] ?? op} failed on worker thread ${failed}`);
   }
 
+  /** Run `f` on each chunk of [0, n) that this thread takes (see takeChunks), inside `run`'s `self`. */
+  chunks(n: number, f: (j0: number, j1: number) => void): void {
+    takeChunks(this.ctl, n, this.threads, f);
+  }
+
   /** Stop the workers' loops and terminate them. */
   async close(): Promise<void> {
     this.run(Op.Stop, 0, [], () => {});
@@ -106,4 +113,14 @@ export class ThreadPool {
 export function slice(n: number, parts: number, p: number, align = 4): [number, number] {
   const size = Math.ceil(n / parts / align) * align;
   return [Math.min(n, p * size), Math.min(n, (p + 1) * size)];
+}
+
+/**
+ * Deal [0, n) out in chunks of multiples of 4, about 8 per thread, each to whichever thread asks first, and
+ * run `f` on those this one takes. A fixed split waits for its slowest slice, and on a shared machine the
+ * host often slows one core down for a while; then the other takes more chunks.
+ */
+export function takeChunks(ctl: Int32Array, n: number, threads: number, f: (j0: number, j1: number) => void): void {
+  const size = Math.max(4, Math.ceil(n / (threads * 8) / 4) * 4);
+  for (let c = Atomics.add(ctl, NEXT, 1); c * size < n; c = Atomics.add(ctl, NEXT, 1)) f(c * size, Math.min(n, (c + 1) * size));
 }

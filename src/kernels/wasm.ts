@@ -94,8 +94,9 @@ export class WasmKernels implements Kernels {
       x = this.scratch.ptr;
     }
     if (threads === 1) return this.k.matmul(out, x, w, dtype, m, n, k, 0, n, panel);
-    const [j0, j1] = slice(n, threads, 0);
-    this.pool!.run(Op.Matmul, this.memoryIndex, [out, x, w, dtype, m, n, k, panel, PANEL_BYTES(k)], () => this.k.matmul(out, x, w, dtype, m, n, k, j0, j1, panel));
+    // the threads take chunks of W's rows as they go (see takeChunks)
+    const pool = this.pool!;
+    pool.run(Op.Matmul, this.memoryIndex, [out, x, w, dtype, m, n, k, panel, PANEL_BYTES(k)], () => pool.chunks(n, (j0, j1) => this.k.matmul(out, x, w, dtype, m, n, k, j0, j1, panel)));
   }
 
   matmulGradInput(dx: number, dy: number, w: number, m: number, n: number, k: number): void {
