@@ -4,55 +4,96 @@ import { Q8_0, matmulQ, dequantizeRows, quantRowBytes } from "./quant";
 import { widen } from "./elementwise";
 import { F32, F16, BF16, madd, hsum, widen4, widen1, weightMask, pairLo, pairHi, BF16Bits, F16Bits } from "./simd";
 
-// m > 1 (prefill, and the server's batched decoding): tiles of 4 rows of x × 2 rows of W, eight
-// accumulators in registers. x comes packed by packRows, so each step reads the 4 rows' values from one
-// pointer at fixed offsets (no address arithmetic per row). The two weight rows stay in L1 while all of
-// x streams past them, so W is read once per call. Blocks at the edges repeat their last row (packRows
-// did) and store only the real ones.
+// m > 1 (prefill, and the server's batched decoding): x packed in blocks of 4 rows by packRows, so each
+// step reads a block's 4 values of a column from one pointer at fixed offsets. Tiles of 4 rows of x × 2
+// rows of W, or for m = 2 (the server decodes 2 sequences at a time as well as 4) 2 × 4, half the
+// multiply-adds of a 4-row tile; either keeps eight f32x4 accumulators in registers. The rows of W stay in
+// L1 while all of x streams past them, so W is read once per call. Blocks at the edges repeat their last
+// row (packRows did), tiles their last row of W, and they store only the real ones.
 function matmulBlocked<W>(out: usize, xp: usize, w: usize, m: i32, n: i32, k: i32, j0: i32, j1: i32): void {
-  const wb = <usize>sizeof<W>(), k4 = k & ~3, tail = <usize>(k - k4) * 4, block = <usize>k * 16;
+  const R = m > 2 ? 4 : 2, rowW = <usize>k * sizeof<W>();
+  for (let j = j0; j < j1; j += 8 / R) {
+    // the next tile's rows of W, read a byte per step while these are multiplied, so that they are in cache
+    // when their turn comes (wasm has no prefetch; measured: m = 4 from memory 22% faster); after the last
+    // tile, x instead (in cache anyway: 16·k bytes a block, at least the 4·k·wb touched)
+    const touch = j + 8 / R < j1 ? w + <usize>(j + 8 / R) * rowW : xp;
+    if (R == 4) for (let i = 0; i < m; i += 4) tile<W>(out, xp, w, i, m, n, k, j, j1, touch, 4);
+    else tile<W>(out, xp, w, 0, m, n, k, j, j1, touch, 2);
+  }
+}
+
+/**
+ * One tile: rows i.. of x (R = 4, or 2: the block's first two) × rows j.. of W (8 / R of them, the last
+ * real one repeated past j1), over all k columns; `touch` steps through the rows of W after them.
+ */
+// @ts-ignore: decorator
+@inline function tile<W>(out: usize, xp: usize, w: usize, i: i32, m: i32, n: i32, k: i32, j: i32, j1: i32, touch: usize, R: i32): void {
+  const wb = <usize>sizeof<W>(), k4 = k & ~3, tail = <usize>(k - k4) * 4, rowW = <usize>k * wb;
   const mask = weightMask<W>(), scale: f32 = isSigned<W>() ? F16_HALF : 1;
-  for (let j = j0; j < j1; j += 2) {
-    const wa = w + <usize>j * k * wb, wc = w + <usize>min(j + 1, j1 - 1) * k * wb;
-    // the next pair of rows, read a byte per step while this pair is multiplied, so that it is in cache
-    // when its turn comes (wasm has no prefetch; measured: m = 4 from memory 22% faster). After the
-    // last pair the touches go to x instead (16·k bytes a block, at least the 2·k·wb they cover).
-    const next = j + 3 < j1 ? wc + <usize>k * wb : xp;
-    for (let i = 0; i < m; i += 4) {
-      let px = xp + <usize>(i >> 2) * block, pa = wa, pc = wc, touch = next;
-      const end = px + <usize>k4 * 16;
-      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
-      for (; px < end; px += 64) {
-        const va = widen4<W>(pa, mask), vc = widen4<W>(pc, mask);
-        let v = v128.load(px);
-        a0 = madd(v, va, a0); c0 = madd(v, vc, c0);
-        v = v128.load(px, 16);
-        a1 = madd(v, va, a1); c1 = madd(v, vc, c1);
-        v = v128.load(px, 32);
-        a2 = madd(v, va, a2); c2 = madd(v, vc, c2);
-        v = v128.load(px, 48);
-        a3 = madd(v, va, a3); c3 = madd(v, vc, c3);
-        load<u8>(touch);
-        pa += 4 * wb; pc += 4 * wb; touch += 8 * wb;
-      }
-      let s0 = hsum(a0) * scale, s1 = hsum(a1) * scale, s2 = hsum(a2) * scale, s3 = hsum(a3) * scale;
-      let t0 = hsum(c0) * scale, t1 = hsum(c1) * scale, t2 = hsum(c2) * scale, t3 = hsum(c3) * scale;
-      // the k % 4 last columns, packed row after row and unscaled
-      for (let o: usize = 0; o < tail; o += 4) {
-        const fa = widen1<W>(pa + (o >> 2) * wb), fc = widen1<W>(pc + (o >> 2) * wb);
-        let f = load<f32>(px + o); s0 += f * fa; t0 += f * fc;
-        f = load<f32>(px + tail + o); s1 += f * fa; t1 += f * fc;
-        f = load<f32>(px + 2 * tail + o); s2 += f * fa; t2 += f * fc;
-        f = load<f32>(px + 3 * tail + o); s3 += f * fa; t3 += f * fc;
-      }
-      const two = j + 1 < j1;
-      const o0 = out + (<usize>i * n + j) * 4, rowO = <usize>n * 4;
-      store<f32>(o0, s0); if (two) store<f32>(o0, t0, 4);
-      if (i + 1 < m) { store<f32>(o0 + rowO, s1); if (two) store<f32>(o0 + rowO, t1, 4); }
-      if (i + 2 < m) { store<f32>(o0 + 2 * rowO, s2); if (two) store<f32>(o0 + 2 * rowO, t2, 4); }
-      if (i + 3 < m) { store<f32>(o0 + 3 * rowO, s3); if (two) store<f32>(o0 + 3 * rowO, t3, 4); }
+  // R = 4: a, c are W rows j, j+1 and 0..3 the rows of x; R = 2: a0/a1, a2/a3, c0/c1, c2/c3 are W rows j..j+3 × x rows i, i+1
+  let pa = w + <usize>j * rowW, pb = w + <usize>min(j + 1, j1 - 1) * rowW;
+  let pc = w + <usize>min(j + 2, j1 - 1) * rowW, pd = w + <usize>min(j + 3, j1 - 1) * rowW;
+  if (R == 4) pc = pb;
+  let px = xp + <usize>(i >> 2) * <usize>k * 16;
+  const end = px + <usize>k4 * 16;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+  for (; px < end; px += 64) {
+    if (R == 4) {
+      const va = widen4<W>(pa, mask), vc = widen4<W>(pc, mask);
+      let v = v128.load(px);
+      a0 = madd(v, va, a0); c0 = madd(v, vc, c0);
+      v = v128.load(px, 16);
+      a1 = madd(v, va, a1); c1 = madd(v, vc, c1);
+      v = v128.load(px, 32);
+      a2 = madd(v, va, a2); c2 = madd(v, vc, c2);
+      v = v128.load(px, 48);
+      a3 = madd(v, va, a3); c3 = madd(v, vc, c3);
+    } else {
+      const v0 = v128.load(px), v1 = v128.load(px, 16);
+      let u = widen4<W>(pa, mask);
+      a0 = madd(v0, u, a0); a1 = madd(v1, u, a1);
+      u = widen4<W>(pb, mask);
+      a2 = madd(v0, u, a2); a3 = madd(v1, u, a3);
+      u = widen4<W>(pc, mask);
+      c0 = madd(v0, u, c0); c1 = madd(v1, u, c1);
+      u = widen4<W>(pd, mask);
+      c2 = madd(v0, u, c2); c3 = madd(v1, u, c3);
+      pb += 4 * wb; pd += 4 * wb;
     }
+    load<u8>(touch);
+    pa += 4 * wb; pc += 4 * wb; touch += <usize>(32 / R) * wb;
+  }
+  let s0 = hsum(a0) * scale, s1 = hsum(a1) * scale, s2 = hsum(a2) * scale, s3 = hsum(a3) * scale;
+  let t0 = hsum(c0) * scale, t1 = hsum(c1) * scale, t2 = hsum(c2) * scale, t3 = hsum(c3) * scale;
+  // the k % 4 last columns, packed row after row and unscaled
+  for (let o: usize = 0; o < tail; o += 4) {
+    const f0 = load<f32>(px + o), f1 = load<f32>(px + tail + o);
+    if (R == 4) {
+      const fa = widen1<W>(pa + (o >> 2) * wb), fc = widen1<W>(pc + (o >> 2) * wb);
+      const f2 = load<f32>(px + 2 * tail + o), f3 = load<f32>(px + 3 * tail + o);
+      s0 += f0 * fa; t0 += f0 * fc; s1 += f1 * fa; t1 += f1 * fc;
+      s2 += f2 * fa; t2 += f2 * fc; s3 += f3 * fa; t3 += f3 * fc;
+    } else {
+      const fa = widen1<W>(pa + (o >> 2) * wb), fb = widen1<W>(pb + (o >> 2) * wb);
+      const fc = widen1<W>(pc + (o >> 2) * wb), fd = widen1<W>(pd + (o >> 2) * wb);
+      s0 += f0 * fa; s1 += f1 * fa; s2 += f0 * fb; s3 += f1 * fb;
+      t0 += f0 * fc; t1 += f1 * fc; t2 += f0 * fd; t3 += f1 * fd;
+    }
+  }
+  const o0 = out + (<usize>i * n + j) * 4, rowO = <usize>n * 4;
+  if (R == 4) {
+    const two = j + 1 < j1;
+    store<f32>(o0, s0); if (two) store<f32>(o0, t0, 4);
+    if (i + 1 < m) { store<f32>(o0 + rowO, s1); if (two) store<f32>(o0 + rowO, t1, 4); }
+    if (i + 2 < m) { store<f32>(o0 + 2 * rowO, s2); if (two) store<f32>(o0 + 2 * rowO, t2, 4); }
+    if (i + 3 < m) { store<f32>(o0 + 3 * rowO, s3); if (two) store<f32>(o0 + 3 * rowO, t3, 4); }
+  } else {
+    const second = i + 1 < m;
+    store<f32>(o0, s0); if (second) store<f32>(o0 + rowO, s1);
+    if (j + 1 < j1) { store<f32>(o0, s2, 4); if (second) store<f32>(o0 + rowO, s3, 4); }
+    if (j + 2 < j1) { store<f32>(o0, t0, 8); if (second) store<f32>(o0 + rowO, t1, 8); }
+    if (j + 3 < j1) { store<f32>(o0, t2, 12); if (second) store<f32>(o0 + rowO, t3, 12); }
   }
 }
 

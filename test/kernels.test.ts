@@ -68,7 +68,7 @@ function maxError(a: number, b: number, n: number): number {
 
 const SHAPES: [number, number, number][] = [
   [1, 1, 1], [1, 7, 3], [1, 64, 64], [1, 33, 130], [3, 5, 17], [4, 16, 16], [5, 31, 67], [17, 19, 100], [64, 48, 256], [7, 1, 5], [2, 9, 47], [3, 12, 130], [4, 33, 70],
-  [1, 203, 40], [4, 203, 40], // threads take chunks of rows of W larger than 4, the last one short
+  [1, 203, 40], [2, 203, 40], [4, 203, 40], // threads take chunks of rows of W larger than 4, the last one short
   [PANEL_ROWS - 1, 4, 9], [PANEL_ROWS, 5, 67], [PANEL_ROWS + 17, 3, 130], // from PANEL_ROWS rows, f16 weights are decoded to f32 panels first
 ];
 
