@@ -11,12 +11,12 @@ import { F32, F16, BF16, madd, hsum, widen4, widen1, weightMask, pairLo, pairHi,
 // L1 while all of x streams past them, so W is read once per call. Blocks at the edges repeat their last
 // row (packRows did), tiles their last row of W, and they store only the real ones.
 function matmulBlocked<W>(out: usize, xp: usize, w: usize, m: i32, n: i32, k: i32, j0: i32, j1: i32): void {
-  const R = m > 2 ? 4 : 2, rowW = <usize>k * sizeof<W>();
-  for (let j = j0; j < j1; j += 8 / R) {
+  const R = m > 2 ? 4 : 2, wRows = 8 / R, rowW = <usize>k * sizeof<W>();
+  for (let j = j0; j < j1; j += wRows) {
     // the next tile's rows of W, read a byte per step while these are multiplied, so that they are in cache
     // when their turn comes (wasm has no prefetch; measured: m = 4 from memory 22% faster); after the last
     // tile, x instead (in cache anyway: 16·k bytes a block, at least the 4·k·wb touched)
-    const touch = j + 8 / R < j1 ? w + <usize>(j + 8 / R) * rowW : xp;
+    const touch = j + wRows < j1 ? w + <usize>(j + wRows) * rowW : xp;
     if (R == 4) for (let i = 0; i < m; i += 4) tile<W>(out, xp, w, i, m, n, k, j, j1, touch, 4);
     else tile<W>(out, xp, w, 0, m, n, k, j, j1, touch, 2);
   }
@@ -32,8 +32,7 @@ function matmulBlocked<W>(out: usize, xp: usize, w: usize, m: i32, n: i32, k: i3
   const mask = weightMask<W>(), scale: f32 = isSigned<W>() ? F16_HALF : 1;
   // R = 4: a, c are W rows j, j+1 and 0..3 the rows of x; R = 2: a0/a1, a2/a3, c0/c1, c2/c3 are W rows j..j+3 × x rows i, i+1
   let pa = w + <usize>j * rowW, pb = w + <usize>min(j + 1, j1 - 1) * rowW;
-  let pc = w + <usize>min(j + 2, j1 - 1) * rowW, pd = w + <usize>min(j + 3, j1 - 1) * rowW;
-  if (R == 4) pc = pb;
+  let pc = w + <usize>min(j + 4 / R, j1 - 1) * rowW, pd = w + <usize>min(j + 3, j1 - 1) * rowW;
   let px = xp + <usize>(i >> 2) * <usize>k * 16;
   const end = px + <usize>k4 * 16;
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
