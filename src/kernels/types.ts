@@ -16,8 +16,8 @@ export const panelWorkspace = (rows: number, k: number, threads: number) => pack
 export const matmulWorkspace = (rows: number, k: number, threads = 1) => panelWorkspace(rows, k, threads);
 /** Workspace bytes of each thread's own: matmulGradInput and matmulGradWeight copy a strip of an operand there (kernels/backward.ts), attention keeps a chunk's scores there. */
 export const GRAD_SCRATCH = 8192;
-/** Scratch bytes a thread's slice of attention needs (kernels/attention.ts): 256 scores, and a running maximum and sum for each of `group` query heads. */
-export const attentionScratch = (group: number) => 256 * 4 + 8 * group;
+/** Scratch bytes a thread's slice of attention needs (kernels/attention.ts): 256 scores for each of two heads, and a running maximum and sum for each of `group` query heads. */
+export const attentionScratch = (group: number) => 2 * 256 * 4 + 8 * group;
 /** Workspace bytes a model needs: its products' (rows × k activations) and, per thread, attention's and training's backward products'. */
 export const kernelWorkspace = (rows: number, k: number, threads: number) => Math.max(matmulWorkspace(rows, k, threads), GRAD_SCRATCH * threads);
 import type { Activation } from "../config.js";
