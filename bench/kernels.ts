@@ -1,6 +1,6 @@
 // Per-kernel throughput with tinybench: matrix products at OpenELM-270M shapes (decode: one row;
 // prefill: 128 rows) for every weight type, the two backward products of training at the prefill shape,
-// attention over a long cache, and the streaming-read probe, on one thread and on all, and the load-time
+// attention over a long cache, the streaming-read probe and (one thread) the multiply-add peak, on one thread and on all, and the load-time
 // check for NaN and infinity; plus the TypeScript specification's matrix–vector product for comparison.
 import { Bench } from "tinybench";
 import type { DType, Kernels } from "openelm";
@@ -42,6 +42,11 @@ async function measure(threads: number, typescript = false): Promise<KernelRow[]
   if (!typescript) {
     const ctx = 1024, heads = 20, kv = 5, hd = 64, cache = arena.alloc(ctx * kv * hd * 4);
     add(`attention 1 query × ${ctx} keys, ${heads}/${kv} heads`, 4 * ctx * heads * hd, 2 * ctx * kv * hd * 4, () => kernels.attention(out, x, cache, cache, 1, ctx - 1, heads, kv, hd));
+    if (threads === 1) {
+      // the yardstick of the products' GFLOP/s: ten independent f32x4 multiply-adds a step (40 of floats), in registers
+      const steps = 1_000_000, probe = kernels as Kernels & { fmaPeak(ptr: number, n: number): void }, scratch = arena.alloc(32);
+      add("f32x4 multiply-add peak (registers)", 2 * 40 * steps, 0, () => probe.fmaPeak(scratch, steps));
+    }
     const big = 256 * 2 ** 20, p = arena.alloc(big);
     arena.bytes(p, big).fill(1);
     const read = kernels as Kernels & { readBytes(ptr: number, bytes: number): void };

@@ -123,6 +123,26 @@ export function copyRows(dst: usize, dstStride: i32, src: usize, srcStride: i32,
   for (let r = 0; r < rows; r++) memory.copy(dst + <usize>r * dstStride * 4, src + <usize>r * srcStride * 4, <usize>width * 4);
 }
 
+/**
+ * `n` steps of ten independent f32x4 multiply-adds (40 of floats a step, no memory traffic): the compute
+ * peak the benchmarks hold the products against. The multiplier and addend are read from `p` (32 bytes)
+ * at every step: Node 20's V8 rebuilds a splatted constant inside a loop, which held this loop to three
+ * quarters of the peak, while loads from L1 cost nothing here.
+ */
+export function fmaPeak(p: usize, n: i32): f32 {
+  let a0 = f32x4.splat(1), a1 = f32x4.splat(2), a2 = f32x4.splat(3), a3 = f32x4.splat(4), a4 = f32x4.splat(5);
+  let a5 = f32x4.splat(6), a6 = f32x4.splat(7), a7 = f32x4.splat(8), a8 = f32x4.splat(9), a9 = f32x4.splat(10);
+  v128.store(p, f32x4.splat(0.5));
+  v128.store(p, f32x4.splat(0.25), 16);
+  for (let i = 0; i < n; i++) {
+    const b = v128.load(p), c = v128.load(p, 16);
+    a0 = madd(a0, b, c); a1 = madd(a1, b, c); a2 = madd(a2, b, c); a3 = madd(a3, b, c); a4 = madd(a4, b, c);
+    a5 = madd(a5, b, c); a6 = madd(a6, b, c); a7 = madd(a7, b, c); a8 = madd(a8, b, c); a9 = madd(a9, b, c);
+  }
+  const s = f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(f32x4.add(a4, a5), f32x4.add(a6, a7)));
+  return f32x4.extract_lane(f32x4.add(s, f32x4.add(a8, a9)), 0);
+}
+
 /** Read `bytes` (a multiple of 64) as fast as possible: the memory-bandwidth probe of the benchmarks. */
 export function readBytes(p: usize, bytes: usize): f32 {
   // integer adds (one cycle, no float assists on odd bit patterns), 128 bytes per iteration

@@ -6,4 +6,4 @@ export { matmulGradInput, matmulGradWeight } from "./backward";
 export { crossEntropy, attentionBackward } from "./train";
 export { quantizeRows, packQuantized, dequantizeRows } from "./quant";
 export { attention } from "./attention";
-export { rmsNorm, rope, activate, add, widen, copyRows, readBytes, firstNonFinite } from "./elementwise";
+export { rmsNorm, rope, activate, add, widen, copyRows, readBytes, fmaPeak, firstNonFinite } from "./elementwise";

@@ -238,6 +238,14 @@ describe("the other kernels: SIMD set against the specification", () => {
     }
   });
 
+  it("fmaPeak, the compute probe, runs its ten chains a·0.5 + 0.25 (fused or not, all exact in f32)", () => {
+    const p = arena.alloc(32);
+    expect(simd.fmaPeak(p, 0)).toBe(55); // 1 + 2 + … + 10
+    expect(simd.fmaPeak(p, 1)).toBe(30); // 55·0.5 + 10·0.25
+    expect(simd.fmaPeak(p, 2)).toBe(17.5);
+    expect(simd.fmaPeak(p, 200)).toBe(5); // each chain at its fixed point 0.5
+  });
+
   it("rmsNorm, rope, activate, add, widen, copyRows", () => {
     const rows = 5, dim = 36, heads = 3, kvHeads = 1, hd = 12, pos0 = 4, ctx = 16;
     const check = (n: number, run: (k: ReferenceKernels | WasmKernels, out: number) => void, tol = 1e-6) => {

@@ -23,6 +23,7 @@ export interface WasmExports {
   widen(out: number, src: number, dtype: number, n: number): void;
   copyRows(dst: number, dstStride: number, src: number, srcStride: number, rows: number, width: number): void;
   readBytes(ptr: number, bytes: number): number;
+  fmaPeak(ptr: number, n: number): number;
   quantizeRows(xq: number, x: number, m: number, k: number, dtype: number): void;
   packQuantized(out: number, xq: number, m: number, k: number, dtype: number): void;
   dequantizeRows(out: number, w: number, dtype: number, k: number, rows: number): void;
@@ -189,6 +190,11 @@ export class WasmKernels implements Kernels {
 
   async close(): Promise<void> {
     await this.pool?.close();
+  }
+
+  /** `n` steps of ten f32x4 multiply-adds on this thread (the compute probe; 32 bytes at `ptr` of scratch), and lane 0 of their sum; not part of the model's kernel interface. */
+  fmaPeak(ptr: number, n: number): number {
+    return this.k.fmaPeak(ptr, n);
   }
 
   /** Read `bytes` at `ptr` on every thread (the bandwidth probe); not part of the model's kernel interface. */
