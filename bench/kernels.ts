@@ -1,7 +1,8 @@
 // Per-kernel throughput with tinybench: matrix products at OpenELM-270M shapes (decode: one row;
 // prefill: 128 rows) for every weight type, the two backward products of training at the prefill shape,
-// attention over a long cache, the streaming-read probe and (one thread) the multiply-add peak, on one thread and on all, and the load-time
-// check for NaN and infinity; plus the TypeScript specification's matrix–vector product for comparison.
+// attention over a long cache and the streaming-read probe, on one thread and on all; the multiply-add
+// peak (one thread); the load-time check for NaN and infinity; plus the TypeScript specification's
+// matrix–vector product for comparison.
 import { Bench } from "tinybench";
 import type { DType, Kernels } from "openelm";
 import { createNodeKernels } from "openelm/node";

@@ -100,9 +100,10 @@ const CHUNK = 256;
     const o = <usize>d * 4;
     let a0 = f32x4.mul(v128.load(oa + o), va), a1 = f32x4.mul(v128.load(oa + o, 16), va), a2 = f32x4.mul(v128.load(oa + o, 32), va), a3 = f32x4.mul(v128.load(oa + o, 48), va);
     let b0 = f32x4.mul(v128.load(ob + o), vb), b1 = f32x4.mul(v128.load(ob + o, 16), vb), b2 = f32x4.mul(v128.load(ob + o, 32), vb), b3 = f32x4.mul(v128.load(ob + o, 48), vb);
-    let vi = v + o, qb = pb;
-    for (let qa = pa; qa < pEnd; qa += 4, qb += 4, vi += rowKv) {
-      const wa = v128.load32_splat(qa), wb = v128.load32_splat(qb);
+    let vi = v + o;
+    // ka, kb: key i's weight for each head
+    for (let ka = pa, kb = pb; ka < pEnd; ka += 4, kb += 4, vi += rowKv) {
+      const wa = v128.load32_splat(ka), wb = v128.load32_splat(kb);
       let x = v128.load(vi);
       a0 = madd(wa, x, a0); b0 = madd(wb, x, b0);
       x = v128.load(vi, 16);

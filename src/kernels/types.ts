@@ -14,7 +14,7 @@ export const PANEL_BYTES = (k: number) => 8 * k;
 export const panelWorkspace = (rows: number, k: number, threads: number) => packedWorkspace(rows, k) + Math.max(quantWorkspace(rows, k), threads * PANEL_BYTES(k));
 /** Workspace bytes any product of `rows` × `k` activations needs on `threads` threads. */
 export const matmulWorkspace = (rows: number, k: number, threads = 1) => panelWorkspace(rows, k, threads);
-/** Workspace bytes of each thread's own: matmulGradInput and matmulGradWeight copy a strip of an operand there (kernels/backward.ts), attention keeps a chunk's scores there. */
+/** Workspace bytes of each thread's own: matmulGradInput and matmulGradWeight copy a strip of an operand there (kernels/backward.ts), attention keeps a chunk's scores for two heads there. */
 export const GRAD_SCRATCH = 8192;
 /** Scratch bytes a thread's slice of attention needs (kernels/attention.ts): 256 scores for each of two heads, and a running maximum and sum for each of `group` query heads. */
 export const attentionScratch = (group: number) => 2 * 256 * 4 + 8 * group;
