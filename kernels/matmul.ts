@@ -13,9 +13,10 @@ import { F32, F16, BF16, madd, hsum, widen4, widen1, weightMask, pairLo, pairHi,
 function matmulBlocked<W>(out: usize, xp: usize, w: usize, m: i32, n: i32, k: i32, j0: i32, j1: i32): void {
   const R = m > 2 ? 4 : 2, wRows = 8 / R, rowW = <usize>k * sizeof<W>();
   for (let j = j0; j < j1; j += wRows) {
-    // the next tile's rows of W, read a byte per step while these are multiplied, so that they are in cache
-    // when their turn comes (wasm has no prefetch; measured: m = 4 from memory 22% faster); after the last
-    // tile, x instead (in cache anyway: 16·k bytes a block, at least the 4·k·wb touched)
+    // R = 4: the next tile's rows of W, read a byte per step while these are multiplied, so that they are
+    // in cache when their turn comes (wasm has no prefetch; measured: m = 4 from memory 22% faster on Zen 3,
+    // 4% on Zen 5); after the last tile, x instead (in cache anyway: 16·k bytes a block). R = 2 reads four
+    // rows of W side by side, which the prefetchers follow alone: a touch made it 30% slower (Zen 5)
     const touch = j + wRows < j1 ? w + <usize>(j + wRows) * rowW : xp;
     if (R == 4) for (let i = 0; i < m; i += 4) tile<W>(out, xp, w, i, m, n, k, j, j1, touch, 4);
     else tile<W>(out, xp, w, 0, m, n, k, j, j1, touch, 2);
@@ -24,7 +25,7 @@ function matmulBlocked<W>(out: usize, xp: usize, w: usize, m: i32, n: i32, k: i3
 
 /**
  * One tile: rows i.. of x (R = 4, or 2: the block's first two) × rows j.. of W (8 / R of them, the last
- * real one repeated past j1), over all k columns; `touch` steps through the rows of W after them.
+ * real one repeated past j1), over all k columns; for R = 4, `touch` steps through the rows of W after them.
  */
 // @ts-ignore: decorator
 @inline function tile<W>(out: usize, xp: usize, w: usize, i: i32, m: i32, n: i32, k: i32, j: i32, j1: i32, touch: usize, R: i32): void {
@@ -60,7 +61,7 @@ function matmulBlocked<W>(out: usize, xp: usize, w: usize, m: i32, n: i32, k: i3
       c2 = madd(v0, u, c2); c3 = madd(v1, u, c3);
       pb += 4 * wb; pd += 4 * wb;
     }
-    load<u8>(touch);
+    if (R == 4) load<u8>(touch);
     pa += 4 * wb; pc += 4 * wb; touch += <usize>(32 / R) * wb;
   }
   let s0 = hsum(a0) * scale, s1 = hsum(a1) * scale, s2 = hsum(a2) * scale, s3 = hsum(a3) * scale;
