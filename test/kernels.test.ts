@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Arena } from "../src/arena.js";
 import { BYTES, F16_TABLE, FLOAT_TYPES, bf16ToF32, f32ToBf16, f32ToF16, type FloatType } from "../src/dtype.js";
 import { ReferenceKernels } from "../src/kernels/reference.js";
-import { takeChunks } from "../src/kernels/pool.js";
+import { chunksPerThread, takeChunks } from "../src/kernels/pool.js";
 import { PANEL_ROWS } from "../src/kernels/types.js";
 import type { WasmKernels } from "../src/kernels/wasm.js";
 import { seededRandom } from "../src/generation/sampler.js";
@@ -332,21 +332,22 @@ describe("firstNonFinite: SIMD against the specification", () => {
 });
 
 describe("takeChunks: how the threads share a product's rows of W", () => {
-  it("deals [0, n) out exactly once, in chunks that start at multiples of 4, 4 to 8 per thread", () => {
-    for (const [n, threads] of [[1, 2], [7, 2], [64, 3], [203, 3], [1280, 2], [32000, 2], [10240, 8]] as const) {
-      const ctl = new Int32Array(new SharedArrayBuffer(64)), taken = new Uint8Array(n), starts: number[] = [];
-      // one thread asking until nothing is left takes every chunk; a second one, arriving late, takes none
-      for (let t = 0; t < 2; t++)
-        takeChunks(ctl, n, threads, (j0, j1) => {
-          starts.push(j0);
-          for (let j = j0; j < j1; j++) taken[j]!++;
-        });
-      expect(taken.every((c) => c === 1), `n=${n} threads=${threads}`).toBe(true);
-      expect(starts.every((j) => j % 4 === 0)).toBe(true);
-      expect(starts.length).toBeLessThanOrEqual(threads * 8);
-      // fine enough that a thread slowed down for a while hands work to the others
-      if (n >= 128 * threads) expect(starts.length).toBeGreaterThanOrEqual(4 * threads);
-    }
+  it("deals [0, n) out exactly once, in chunks that start at multiples of 4, about perThread per thread", () => {
+    for (const perThread of [chunksPerThread(1), chunksPerThread(4)])
+      for (const [n, threads] of [[1, 2], [7, 2], [64, 3], [203, 3], [1280, 2], [32000, 2], [10240, 8]] as const) {
+        const ctl = new Int32Array(new SharedArrayBuffer(64)), taken = new Uint8Array(n), starts: number[] = [];
+        // one thread asking until nothing is left takes every chunk; a second one, arriving late, takes none
+        for (let t = 0; t < 2; t++)
+          takeChunks(ctl, n, threads, perThread, (j0, j1) => {
+            starts.push(j0);
+            for (let j = j0; j < j1; j++) taken[j]!++;
+          });
+        expect(taken.every((c) => c === 1), `n=${n} threads=${threads}`).toBe(true);
+        expect(starts.every((j) => j % 4 === 0)).toBe(true);
+        expect(starts.length).toBeLessThanOrEqual(threads * perThread);
+        // fine enough that a thread slowed down for a while hands work to the others
+        if (n >= 128 * threads) expect(starts.length).toBeGreaterThanOrEqual((perThread / 2) * threads);
+      }
   });
 });
 

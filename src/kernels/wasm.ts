@@ -2,7 +2,7 @@
 // on the arena's memory, with matrix products, attention and the training kernels split across a thread pool when there is one.
 import type { Activation } from "../config.js";
 import { DTYPE_CODE, isQuantized, type DType, type FloatType } from "../dtype.js";
-import { Op, attentionBackwardScratch, slice, type ThreadPool } from "./pool.js";
+import { Op, attentionBackwardScratch, chunksPerThread, slice, type ThreadPool } from "./pool.js";
 import { GRAD_SCRATCH, PANEL_BYTES, PANEL_ROWS, attentionScratch, packedWorkspace, panelWorkspace, quantWorkspace, type Kernels } from "./types.js";
 import { readRows } from "./reference.js";
 
@@ -97,7 +97,7 @@ export class WasmKernels implements Kernels {
     if (threads === 1) return this.k.matmul(out, x, w, dtype, m, n, k, 0, n, panel);
     // the threads take chunks of W's rows as they go (see takeChunks)
     const pool = this.pool!;
-    pool.run(Op.Matmul, this.memoryIndex, [out, x, w, dtype, m, n, k, panel, PANEL_BYTES(k)], () => pool.chunks(n, (j0, j1) => this.k.matmul(out, x, w, dtype, m, n, k, j0, j1, panel)));
+    pool.run(Op.Matmul, this.memoryIndex, [out, x, w, dtype, m, n, k, panel, PANEL_BYTES(k)], () => pool.chunks(n, chunksPerThread(m), (j0, j1) => this.k.matmul(out, x, w, dtype, m, n, k, j0, j1, panel)));
   }
 
   matmulGradInput(dx: number, dy: number, w: number, m: number, n: number, k: number): void {

@@ -1,6 +1,6 @@
 // The loop each worker thread runs: wait for a job in the control block, run its slice, report done.
 // Host entry points (src/node/worker.ts, src/kernels/web-worker.ts) call runWorker with the first message.
-import { ARGS_BYTE, DONE, FAILED, GENERATION, MAX_ARGS, MEMORY, OP, Op, READY, SLEEPERS, slice, takeChunks, type WorkerInit } from "./pool.js";
+import { ARGS_BYTE, DONE, FAILED, GENERATION, MAX_ARGS, MEMORY, OP, Op, READY, SLEEPERS, chunksPerThread, slice, takeChunks, type WorkerInit } from "./pool.js";
 import { GRAD_SCRATCH } from "./types.js";
 import type { WasmExports } from "./wasm.js";
 
@@ -37,7 +37,7 @@ export function runWorker(init: WorkerInit): void {
 function run(op: Op, k: WasmExports, a: Float64Array, ctl: Int32Array, index: number, threads: number): void {
   if (op === Op.Matmul) {
     // a[7]: the panels, a[8] bytes apart
-    takeChunks(ctl, a[5]!, threads, (j0, j1) => k.matmul(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, j0, j1, a[7]! ? a[7]! + index * a[8]! : 0));
+    takeChunks(ctl, a[5]!, threads, chunksPerThread(a[4]!), (j0, j1) => k.matmul(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, j0, j1, a[7]! ? a[7]! + index * a[8]! : 0));
   } else if (op === Op.GradInput) {
     const [c0, c1] = slice(a[5]!, threads, index, 8);
     if (c0 < c1) k.matmulGradInput(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, c0, c1, a[6]! + index * GRAD_SCRATCH);
