@@ -144,7 +144,7 @@ function matvec<W>(out: usize, x: usize, w: usize, k: i32, j0: i32, j1: i32): vo
  * acc + x·w for matvec. BF16: a multiply, then an add, where the other types take one fused multiply-add:
  * each of the 4 sums then waits on an add instead of a 4-cycle multiply-add, the chain that held bf16 to
  * one multiply-add a cycle (measured, Zen 5: 6-8% faster from memory, 14% in cache; f16, whose widening
- * fills the vector ports, and f32, which waits on its bytes, were 18-25% slower split).
+ * fills the vector ports, and f32, which waits on its bytes, were 16-23% slower split).
  */
 // @ts-ignore: decorator
 @inline function accumulate<W>(x: v128, w: v128, acc: v128): v128 {
