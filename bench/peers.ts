@@ -6,7 +6,7 @@
 // in other hosts: the same browser (openelm-web, set against wllama), Deno and Bun (dev dependencies; set
 // against native llama.cpp). Every measurement runs in its own process, one at a time; the rounds
 // interleave the engines and types so that drift of the machine falls on all alike; medians are printed
-// with the ratios.
+// with the ratios, then each round's own ratios, lowest to highest.
 // openelm's bf16 row loads the f16 file as bf16 and is compared with the peers' f16, which have no
 // faster 16-bit path on CPUs without native bf16 arithmetic.
 import { spawnSync } from "node:child_process";
@@ -98,5 +98,15 @@ const table = [{ head: "type", cell: (r: Row) => r.type }, { head: "peers' type"
 console.log(`\nOpenELM-${values.shape} shape, random weights, ${threads} threads, prefill ${values.prefill}, decode ${values.decode}; medians of ${rounds} interleaved rounds; ratio = openelm ÷ the peer on its left; ÷ P = openelm in that host ÷ P`);
 console.log(table.map((c, i) => (i < 2 ? c.head.padEnd(11) : c.head.padStart(Math.max(7, c.head.length)))).join("  "));
 for (const r of rows) console.log(table.map((c, i) => (i < 2 ? c.cell(r).padEnd(11) : c.cell(r).padStart(Math.max(7, c.head.length)))).join("  "));
+// each round's own ratio (its runs minutes apart): the spread shows how far the machine's drift moved the medians
+if (rounds > 1) {
+  console.log(`\nratios within each round, lowest-highest of ${rounds}:`);
+  for (const r of rows) for (const p of peers) {
+    const [over, under]: Engine[] = p.startsWith("openelm") ? [p, against(p)] : ["openelm", p];
+    if (!engines.includes(under!)) continue;
+    const spread = (k: Measure) => { const xs = r.rounds.map((x) => x[over!]![k]! / x[under!]![k]!); return `${f(Math.min(...xs), 2)}-${f(Math.max(...xs), 2)}`; };
+    console.log(`${r.type.padEnd(11)}  ${over} ÷ ${under}: prefill ${spread("prefill_tok_s")}, decode ${spread("decode_tok_s")}`);
+  }
+}
 writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), node: process.version, shape: values.shape, threads: Number(threads), prefill: Number(values.prefill), decode: Number(values.decode), engines, rows }, null, 1));
 console.log(`\nwrote ${values.out}`);
