@@ -83,12 +83,14 @@ type Row = (typeof rows)[number];
 const digits = (k: Measure) => (k === "peak_rss_mb" ? 0 : 1);
 // each engine's column, then a ratio: openelm ÷ a peer, or openelm in another host ÷ the peer it is set against
 const against = (e: Engine): Engine => (e === "openelm-web" ? "wllama" : "llama.cpp");
+/** The engines a peer's ratio divides: openelm ÷ the peer, or openelm in another host ÷ its counterpart. */
+const ratioOf = (p: Engine): [Engine, Engine] => (p.startsWith("openelm") ? [p, against(p)] : ["openelm", p]);
 const cols = (label: string, k: Measure, ratio: boolean) => [
   { head: `${label}: openelm`, cell: (r: Row) => f(r.medians.openelm[k], digits(k)) },
   ...peers.flatMap((p) => {
-    const [over, under]: Engine[] = p.startsWith("openelm") ? [p, against(p)] : ["openelm", p];
+    const [over, under] = ratioOf(p);
     return [{ head: p, cell: (r: Row) => f(r.medians[p][k], digits(k)) },
-      ...(ratio && engines.includes(under!) ? [{ head: over === "openelm" ? "ratio" : `÷ ${under}`, cell: (r: Row) => f(r.medians[over!][k]! / r.medians[under!][k]!, 2) }] : [])];
+      ...(ratio && engines.includes(under) ? [{ head: over === "openelm" ? "ratio" : `÷ ${under}`, cell: (r: Row) => f(r.medians[over][k]! / r.medians[under][k]!, 2) }] : [])];
   }),
 ];
 const table = [{ head: "type", cell: (r: Row) => r.type }, { head: "peers' type", cell: (r: Row) => r.peer_type },
@@ -102,9 +104,9 @@ for (const r of rows) console.log(table.map((c, i) => (i < 2 ? c.cell(r).padEnd(
 if (rounds > 1) {
   console.log(`\nratios within each round, lowest-highest of ${rounds}:`);
   for (const r of rows) for (const p of peers) {
-    const [over, under]: Engine[] = p.startsWith("openelm") ? [p, against(p)] : ["openelm", p];
-    if (!engines.includes(under!)) continue;
-    const spread = (k: Measure) => { const xs = r.rounds.map((x) => x[over!]![k]! / x[under!]![k]!); return `${f(Math.min(...xs), 2)}-${f(Math.max(...xs), 2)}`; };
+    const [over, under] = ratioOf(p);
+    if (!engines.includes(under)) continue;
+    const spread = (k: Measure) => { const xs = r.rounds.map((x) => x[over]![k]! / x[under]![k]!); return `${f(Math.min(...xs), 2)}-${f(Math.max(...xs), 2)}`; };
     console.log(`${r.type.padEnd(11)}  ${over} ÷ ${under}: prefill ${spread("prefill_tok_s")}, decode ${spread("decode_tok_s")}`);
   }
 }

@@ -61,8 +61,8 @@ function matmulBlocked<W>(out: usize, xp: usize, w: usize, m: i32, n: i32, k: i3
       c2 = madd(v0, u, c2); c3 = madd(v1, u, c3);
       pb += 4 * wb; pd += 4 * wb;
     }
-    if (R == 4) load<u8>(touch);
-    pa += 4 * wb; pc += 4 * wb; touch += <usize>(32 / R) * wb;
+    if (R == 4) { load<u8>(touch); touch += 8 * wb; }
+    pa += 4 * wb; pc += 4 * wb;
   }
   let s0 = hsum(a0) * scale, s1 = hsum(a1) * scale, s2 = hsum(a2) * scale, s3 = hsum(a3) * scale;
   let t0 = hsum(c0) * scale, t1 = hsum(c1) * scale, t2 = hsum(c2) * scale, t3 = hsum(c3) * scale;
