@@ -3,7 +3,8 @@
 // 128 and 1024, F32 and BF16, one thread and all; Q8_0, Q4_0 and Q4_K_M at 128 tokens with all threads),
 // each end-to-end configuration in its own `openelm bench` process so that peak memory is its own; writes
 // everything as JSON. The bound is memory bandwidth over each type's true bytes per token. Side by side
-// with llama.cpp: npm run bench:peers. Last, training tokens/s for the default model's shape and the 270M shape.
+// with llama.cpp: npm run bench:peers. Beside the kernels, bench/matvec-ceiling.c: decode's product in native
+// code with 128-bit and 256-bit vectors. Last, training tokens/s for the default model's shape and the 270M shape.
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
@@ -27,11 +28,20 @@ const threads = Number(values.threads), shapes = values.shapes!.split(",");
 const CLI = fileURLToPath(new URL("../node/cli.js", import.meta.url));
 const PARAMS: Record<string, number> = { "270M": 0.27, "450M": 0.46, "1_1B": 1.08, "3B": 3.04 };
 
-/** GB/s of bench/read-bandwidth.c at each thread count (best of 10 passes over 1 GiB), or undefined without a C compiler. */
-function cReadLoop(counts: number[]): Record<string, number> | undefined {
-  const exe = join(tmpdir(), "openelm-read-bandwidth"), src = fileURLToPath(new URL("../../bench/read-bandwidth.c", import.meta.url));
-  if (spawnSync("cc", ["-O3", "-march=native", "-pthread", src, "-o", exe]).status !== 0) return undefined;
-  return Object.fromEntries([...new Set(counts)].map((t) => [String(t), Number(spawnSync(exe, [String(t), "1024", "10"], { encoding: "utf8" }).stdout)]));
+/**
+ * bench/NAME.c compiled for this host and run with `args` after the thread count, at each count: what it
+ * prints, as numbers; undefined without a C compiler or where the program cannot run (it exits non-zero).
+ */
+function nativeYardstick(name: string, counts: number[], args: string[]): Record<string, number[]> | undefined {
+  const exe = join(tmpdir(), `openelm-${name}`), src = fileURLToPath(new URL(`../../bench/${name}.c`, import.meta.url));
+  if (spawnSync("cc", ["-O3", "-march=native", "-pthread", src, "-o", exe, "-lm"]).status !== 0) return undefined;
+  const out: Record<string, number[]> = {};
+  for (const t of new Set(counts)) {
+    const p = spawnSync(exe, [String(t), ...args], { encoding: "utf8" });
+    if (p.status !== 0) return undefined;
+    out[t] = p.stdout.trim().split(/\s+/).map(Number);
+  }
+  return out;
 }
 
 const kernels = await kernelBenchmarks(threads);
@@ -40,6 +50,16 @@ for (const r of kernels) console.log(`${r.kernel.padEnd(46)} ${String(r.threads)
 const tsMatvec = kernels.find((r) => r.kernel.startsWith("typescript matvec bf16"))!;
 const simdMatvec = kernels.find((r) => r.kernel.startsWith("matvec bf16") && r.threads === 1)!;
 console.log(`SIMD matvec (bf16, 1 thread) is ${(tsMatvec.ms / simdMatvec.ms).toFixed(1)}× the TypeScript specification\n`);
+// the yardstick for decode's product: the same loop in native code, at WebAssembly's vector width and at AVX2's
+const ceiling = nativeYardstick("matvec-ceiling", [1, threads], ["256", "11"]);
+if (ceiling) {
+  console.log("decode's product, 256 MiB of weights, GB/s   threads   openelm bf16   f16   native 128-bit bf16   f16   native 256-bit bf16");
+  for (const [t, [c16, cf16, c256]] of Object.entries(ceiling)) {
+    const ours = (dtype: string) => kernels.find((r) => r.kernel.startsWith(`matvec ${dtype}`) && r.kernel.endsWith("(256 MiB)") && r.threads === Number(t))?.gb_s.toFixed(1) ?? "-";
+    console.log(`${" ".repeat(43)} ${t.padStart(8)} ${ours("bf16").padStart(14)} ${ours("f16").padStart(5)} ${c16!.toFixed(1).padStart(21)} ${cf16!.toFixed(1).padStart(5)} ${c256!.toFixed(1).padStart(21)}`);
+  }
+  console.log();
+}
 
 const sampler = await samplerBenchmarks();
 console.log("choosing a token, 32000-token vocabulary logits        penalty           ms/token  over greedy");
@@ -70,7 +90,8 @@ for (const r of runs) {
   console.log(`${r.shape.padEnd(6)} ${r.dtype.padEnd(6)} ${String(r.threads).padStart(7)} ${String(r.prefill).padStart(8)} ${f(j.prefill_tok_s).padStart(6)} ${String(j.decode_context).padStart(12)} ${f(j.decode_tok_s).padStart(6)} ${f(j.decode_bound_tok_s).padStart(12)} ${(f(Number(j.decode_fraction_of_bound) * 100, 0) + "%").padStart(9)} ${f(j.bandwidth_gb_s).padStart(15)} ${f(j.peak_rss_mb, 0).padStart(12)}`);
 }
 // the yardstick for the probe: a plain C read loop over 1 GiB, where a C compiler exists
-const yardstick = cReadLoop([1, threads]);
+const readLoop = nativeYardstick("read-bandwidth", [1, threads], ["1024", "10"]);
+const yardstick = readLoop && Object.fromEntries(Object.entries(readLoop).map(([t, [gbs]]) => [t, gbs!]));
 if (yardstick) {
   console.log("\nmemory bandwidth, GB/s   threads   plain C read loop   openelm probe (median of the rows above)");
   for (const [t, c] of Object.entries(yardstick)) {
@@ -82,5 +103,5 @@ if (yardstick) {
 const training = trainingBenchmarks(threads);
 console.log("\ntraining (f32, sequences of 128)   parameters   batch   tok/s   peak RSS MB");
 for (const r of training) console.log(`${r.model.padEnd(34)} ${(r.parameters / 1e6).toFixed(1).padStart(9)}M ${String(r.batch).padStart(7)} ${r.tok_s.toFixed(1).padStart(7)} ${r.peak_rss_mb.toFixed(0).padStart(13)}`);
-writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), node: process.version, threads, kernels, sampler, endToEnd, c_read_loop_gb_s: yardstick, training }, null, 1));
+writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), node: process.version, threads, kernels, sampler, endToEnd, c_read_loop_gb_s: yardstick, c_matvec_gb_s: ceiling && Object.fromEntries(Object.entries(ceiling).map(([t, [b, f, w]]) => [t, { bf16_128: b, f16_128: f, bf16_256: w }])), training }, null, 1));
 console.log(`\nwrote ${values.out}`);

@@ -1,8 +1,8 @@
 // Per-kernel throughput with tinybench: matrix products at OpenELM-270M shapes (decode: one row;
 // prefill: 128 rows) for every weight type, the two backward products of training at the prefill shape,
-// attention over a long cache and the streaming-read probe, on one thread and on all; the multiply-add
-// peak (one thread); the load-time check for NaN and infinity; plus the TypeScript specification's
-// matrix–vector product for comparison.
+// attention over a long cache, the streaming-read probe and decode's product over 256 MiB of weights,
+// on one thread and on all; the multiply-add peak (one thread); the load-time check for NaN and infinity;
+// plus the TypeScript specification's matrix–vector product for comparison.
 import { Bench } from "tinybench";
 import type { DType, Kernels } from "openelm";
 import { createNodeKernels } from "openelm/node";
@@ -49,9 +49,12 @@ async function measure(threads: number, typescript = false): Promise<KernelRow[]
       add("f32x4 multiply-add peak (registers)", 2 * 40 * steps, 0, () => probe.fmaPeak(scratch, steps));
     }
     const big = 256 * 2 ** 20, p = arena.alloc(big);
-    arena.bytes(p, big).fill(1);
+    arena.bytes(p, big).fill(0x3c); // finite as bf16, f16 and f32, with no subnormals
     const read = kernels as Kernels & { readBytes(ptr: number, bytes: number): void };
     add("streaming read 256 MiB", 0, big, () => read.readBytes(p, big));
+    // decode's product with every weight from memory, as bench/matvec-ceiling.c measures native code
+    const rows = Math.floor(big / 2 / D);
+    for (const dtype of ["bf16", "f16"] as const) add(`matvec ${dtype} ${rows}×${D} (256 MiB)`, 2 * rows * D, 2 * rows * D, () => kernels.matmul(out, x, p, dtype, 1, rows, D));
     // the load-time NaN/inf check, in GB/s: 270M's weights in BF16 are about 540 MB, twice this buffer
     for (const dtype of ["bf16", "f32"] as const) {
       const n = big / (dtype === "f32" ? 4 : 2);

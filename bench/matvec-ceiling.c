@@ -1,0 +1,158 @@
+// What native code reaches on decode's matrix–vector product, the yardstick for openelm's: the same loop as
+// kernels/matmul.ts's matvec (16 weights a step, 4 sums; bf16 widened by a shift and a blend, then a
+// multiply and an add; f16 by shifts and masks, then a fused multiply-add) with 128-bit vectors, the width
+// WebAssembly has, and bf16 again with 256-bit AVX2 vectors, the width native peers use. THREADS threads
+// each take their rows of a [rows × 1280] matrix of MIB MiB (the 270M model's width), against one x.
+// Prints GB/s of weights for bf16 128-bit, f16 128-bit and bf16 256-bit, the median of PASSES passes each
+// (openelm's side, in bench/kernels.ts, is tinybench's mean), after checking each one's sums against a
+// plain loop.
+// Usage: matvec-ceiling THREADS MIB PASSES (x86-64 with AVX2 only; elsewhere it exits with 2)
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <math.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+enum { K = 1280 };
+typedef struct { const uint16_t *w; const float *x; float *out; size_t j0, j1; int kind; } Slice;
+
+__attribute__((target("avx2,fma"))) static void bf16x128(const Slice *s) {
+  const __m128i zero = _mm_setzero_si128();
+  for (size_t j = s->j0; j < s->j1; j++) {
+    const uint16_t *p = s->w + j * K;
+    __m128 a0 = _mm_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int c = 0; c < K; c += 16, p += 16) {
+      __m128i r = _mm_loadu_si128((const __m128i *)p), q = _mm_loadu_si128((const __m128i *)(p + 8));
+      // even weights by a shift, odd ones by a blend with zero (x is in the matching order in openelm)
+      a0 = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(s->x + c), _mm_castsi128_ps(_mm_slli_epi32(r, 16))), a0);
+      a1 = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(s->x + c + 4), _mm_castsi128_ps(_mm_blend_epi16(zero, r, 0xaa))), a1);
+      a2 = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(s->x + c + 8), _mm_castsi128_ps(_mm_slli_epi32(q, 16))), a2);
+      a3 = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(s->x + c + 12), _mm_castsi128_ps(_mm_blend_epi16(zero, q, 0xaa))), a3);
+    }
+    __m128 t = _mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3));
+    t = _mm_hadd_ps(t, t);
+    s->out[j] = _mm_cvtss_f32(_mm_hadd_ps(t, t));
+  }
+}
+
+__attribute__((target("avx2,fma"))) static void f16x128(const Slice *s) {
+  const __m128i mask = _mm_set1_epi32((int)0x8fffe000); // sign, exponent and mantissa, as simd.ts's top16
+  for (size_t j = s->j0; j < s->j1; j++) {
+    const uint16_t *p = s->w + j * K;
+    __m128 a0 = _mm_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int c = 0; c < K; c += 16, p += 16) {
+      __m128i r = _mm_loadu_si128((const __m128i *)p), q = _mm_loadu_si128((const __m128i *)(p + 8));
+      a0 = _mm_fmadd_ps(_mm_loadu_ps(s->x + c), _mm_castsi128_ps(_mm_and_si128(_mm_srai_epi32(_mm_slli_epi32(r, 16), 3), mask)), a0);
+      a1 = _mm_fmadd_ps(_mm_loadu_ps(s->x + c + 4), _mm_castsi128_ps(_mm_and_si128(_mm_srai_epi32(r, 3), mask)), a1);
+      a2 = _mm_fmadd_ps(_mm_loadu_ps(s->x + c + 8), _mm_castsi128_ps(_mm_and_si128(_mm_srai_epi32(_mm_slli_epi32(q, 16), 3), mask)), a2);
+      a3 = _mm_fmadd_ps(_mm_loadu_ps(s->x + c + 12), _mm_castsi128_ps(_mm_and_si128(_mm_srai_epi32(q, 3), mask)), a3);
+    }
+    __m128 t = _mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3));
+    t = _mm_hadd_ps(t, t);
+    s->out[j] = _mm_cvtss_f32(_mm_hadd_ps(t, t));
+  }
+}
+
+__attribute__((target("avx2,fma"))) static void bf16x256(const Slice *s) {
+  const __m256i zero = _mm256_setzero_si256();
+  for (size_t j = s->j0; j < s->j1; j++) {
+    const uint16_t *p = s->w + j * K;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (int c = 0; c < K; c += 16, p += 16) {
+      __m256i r = _mm256_loadu_si256((const __m256i *)p);
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(s->x + c), _mm256_castsi256_ps(_mm256_slli_epi32(r, 16)), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(s->x + c + 8), _mm256_castsi256_ps(_mm256_blend_epi16(zero, r, 0xaa)), a1);
+    }
+    __m256 t = _mm256_add_ps(a0, a1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    h = _mm_hadd_ps(h, h);
+    s->out[j] = _mm_cvtss_f32(_mm_hadd_ps(h, h));
+  }
+}
+
+/** The plain dot product of row j, in double (f16 weights are normal numbers here). */
+static double reference(const uint16_t *w, const float *x, size_t j, int f16) {
+  double sum = 0;
+  for (int c = 0; c < K; c++) {
+    uint32_t h = w[j * K + c], bits = h << 16;
+    float v;
+    if (f16) v = (h & 0x8000 ? -1.0f : 1.0f) * ldexpf(1.0f + (float)(h & 0x3ff) / 1024.0f, (int)((h >> 10) & 0x1f) - 15);
+    else memcpy(&v, &bits, 4);
+    sum += (double)x[c] * v;
+  }
+  return sum;
+}
+
+static void *run(void *arg) {
+  const Slice *s = arg;
+  if (s->kind == 0) bf16x128(s);
+  else if (s->kind == 1) f16x128(s);
+  else bf16x256(s);
+  return NULL;
+}
+
+static int ascending(const void *a, const void *b) {
+  double d = *(const double *)a - *(const double *)b;
+  return (d > 0) - (d < 0);
+}
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+  int threads = argc > 1 ? atoi(argv[1]) : 1, passes = argc > 3 ? atoi(argv[3]) : 5;
+  size_t bytes = (size_t)(argc > 2 ? atoi(argv[2]) : 512) << 20, rows = bytes / (2 * K);
+  if (threads < 1 || threads > 256 || passes < 1 || passes > 256 || rows < (size_t)threads) return fprintf(stderr, "usage: matvec-ceiling THREADS MIB PASSES\n"), 2;
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return fprintf(stderr, "matvec-ceiling: this CPU has no AVX2 and FMA\n"), 2;
+  uint16_t *w = aligned_alloc(64, rows * K * 2);
+  float *x = aligned_alloc(64, K * 4), *out = aligned_alloc(64, rows * 4);
+  if (!w || !x || !out) return fprintf(stderr, "matvec-ceiling: out of memory\n"), 2;
+  // weights near ±1 in both formats (0x3c00 is 1.0 in f16 and 0.0078 in bf16), no subnormals
+  for (size_t i = 0; i < rows * K; i++) w[i] = (uint16_t)(0x3c00 + ((i * 2654435761u) >> 22) % 0x400) ^ (uint16_t)((i & 1) << 15);
+  for (int i = 0; i < K; i++) x[i] = (float)(i % 7) * 0.1f - 0.3f;
+  // x in the order each loop widens weights in: in every 8 (128-bit) or 16 (256-bit) the even ones, then
+  // the odd ones (openelm's pairActivations), × 2^56 × 2^56 for f16, whose widening leaves out 2^112
+  float *x8 = aligned_alloc(64, K * 4), *x8f16 = aligned_alloc(64, K * 4), *x16 = aligned_alloc(64, K * 4);
+  if (!x8 || !x8f16 || !x16) return fprintf(stderr, "matvec-ceiling: out of memory\n"), 2;
+  for (int c = 0; c < K; c++) {
+    x8[c] = x[c - c % 8 + (c % 8 < 4 ? 2 * (c % 8) : 2 * (c % 8 - 4) + 1)];
+    x8f16[c] = ldexpf(x8[c], 112);
+    x16[c] = x[c - c % 16 + (c % 16 < 8 ? 2 * (c % 16) : 2 * (c % 16 - 8) + 1)];
+  }
+  const float *xs[3] = { x8, x8f16, x16 };
+  for (int kind = 0; kind < 3; kind++) {
+    double gbs[256];
+    for (int pass = 0; pass < passes; pass++) {
+      pthread_t th[256];
+      Slice s[256];
+      double t0 = now();
+      for (int t = 0; t < threads; t++) {
+        s[t] = (Slice){ w, xs[kind], out, rows * t / threads, rows * (t + 1) / threads, kind };
+        pthread_create(&th[t], NULL, run, &s[t]);
+      }
+      for (int t = 0; t < threads; t++) pthread_join(th[t], NULL);
+      gbs[pass] = rows * K * 2.0 / (now() - t0) / 1e9;
+    }
+    for (size_t j = 0; j < rows; j += rows / 7) {
+      double want = reference(w, x, j, kind == 1), got = out[j];
+      if (fabs(got - want) > 1e-5 * K) return fprintf(stderr, "matvec-ceiling: loop %d, row %zu: %g, not %g\n", kind, j, got, want), 2;
+    }
+    qsort(gbs, passes, sizeof gbs[0], ascending);
+    printf(kind < 2 ? "%.2f " : "%.2f\n", gbs[passes / 2]);
+  }
+  return 0;
+}
+#else
+int main(void) {
+  fprintf(stderr, "matvec-ceiling: x86-64 only\n");
+  return 2;
+}
+#endif
