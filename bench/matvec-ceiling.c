@@ -6,7 +6,8 @@
 // Prints GB/s of weights for bf16 128-bit, f16 128-bit and bf16 256-bit, the median of PASSES passes each
 // (openelm's side, in bench/kernels.ts, is tinybench's mean), after checking each one's sums against a
 // plain loop.
-// Usage: matvec-ceiling THREADS MIB PASSES (x86-64 with AVX2 only; elsewhere it exits with 2)
+// Usage: matvec-ceiling THREADS MIB PASSES (x86-64 with AVX2 only; elsewhere it exits with 2). Build with
+// -ffp-contract=off (npm run bench does): GCC would otherwise fuse the BF16 loop's multiply and add.
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>

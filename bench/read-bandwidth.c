@@ -1,6 +1,7 @@
-// The yardstick for openelm's bandwidth probe: a plain C read loop, compiled with -O3 -march=native by
-// `npm run bench` where a C compiler exists. THREADS threads each sum their slice of a MIB-MiB buffer
-// (vectorised by the compiler); the best of PASSES passes is printed as GB/s.
+// The yardstick for openelm's bandwidth probe: a plain C read loop, compiled by `npm run bench` where a C
+// compiler exists, once with -O3 -march=native and once with -O3 alone (the wider build is not always the
+// faster reader). THREADS threads each sum their slice of a MIB-MiB buffer (vectorised by the compiler);
+// the best of PASSES passes is printed as GB/s.
 // Usage: read-bandwidth THREADS MIB PASSES
 #include <pthread.h>
 #include <stdint.h>
