@@ -65,8 +65,9 @@ const ceilingRounds: Record<string, Ceiling[]> = {};
 const ceilingRuns = ceiling?.(1, ["16", "1"]) !== undefined; // AVX2 and FMA, and its sums check out
 for (let round = 0; ceilingRuns && round < 5; round++) {
   for (const t of counts) {
-    const first = round % 2 === 0 ? await matvecFromMemory(t) : undefined, native = ceiling!(t, ["256", "5"])!;
-    const ours = first ?? (await matvecFromMemory(t)), read = Math.max(...readLoop(t).map((g) => g ?? 0));
+    const nativeFirst = round % 2 === 1, native0 = nativeFirst ? ceiling!(t, ["256", "5"])! : undefined;
+    const ours = await matvecFromMemory(t), native = native0 ?? ceiling!(t, ["256", "5"])!;
+    const read = Math.max(...readLoop(t).map((g) => g ?? 0));
     (ceilingRounds[t] ??= []).push({ openelm_bf16: ours.bf16, openelm_f16: ours.f16, bf16_128: native[0]!, f16_128: native[1]!, bf16_256: native[2]!, read_loop: read });
   }
 }
