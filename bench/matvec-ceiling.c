@@ -25,19 +25,29 @@ enum { K = 1280 };
 #define IN_REGISTER(v) __asm__("" : "+x"(v))
 typedef struct { const uint16_t *w; const float *x; float *out; size_t j0, j1; int kind; } Slice;
 
-__attribute__((target("avx2,fma"))) static void bf16x128(const Slice *s) {
-  const __m128i zero = _mm_setzero_si128();
+// Weights 0, 2, 4, 6 (even) or 1, 3, 5, 7 (odd) of 8 as f32 (F16: × 2^-112, with the sign, as simd.ts's top16)
+__attribute__((target("avx2,fma"), always_inline)) static inline __m128 widen(__m128i v, int f16, int odd) {
+  if (!f16) return _mm_castsi128_ps(odd ? _mm_blend_epi16(_mm_setzero_si128(), v, 0xaa) : _mm_slli_epi32(v, 16));
+  return _mm_castsi128_ps(_mm_and_si128(_mm_srai_epi32(odd ? v : _mm_slli_epi32(v, 16), 3), _mm_set1_epi32((int)0x8fffe000)));
+}
+
+// acc + x·w: BF16 multiplies, then adds; F16 fuses them (as kernels/matmul.ts's accumulate)
+__attribute__((target("avx2,fma"), always_inline)) static inline __m128 accumulate(const float *x, __m128 w, __m128 acc, int f16) {
+  return f16 ? _mm_fmadd_ps(_mm_loadu_ps(x), w, acc) : _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(x), w), acc);
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void x128(const Slice *s, int f16) {
   for (size_t j = s->j0; j < s->j1; j++) {
     const uint16_t *p = s->w + j * K;
     __m128 a0 = _mm_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int c = 0; c < K; c += 16, p += 16) {
       __m128i r = _mm_loadu_si128((const __m128i *)p), q = _mm_loadu_si128((const __m128i *)(p + 8));
       IN_REGISTER(r); IN_REGISTER(q);
-      // even weights by a shift, odd ones by a blend with zero (x is in the matching order in openelm)
-      a0 = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(s->x + c), _mm_castsi128_ps(_mm_slli_epi32(r, 16))), a0);
-      a1 = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(s->x + c + 4), _mm_castsi128_ps(_mm_blend_epi16(zero, r, 0xaa))), a1);
-      a2 = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(s->x + c + 8), _mm_castsi128_ps(_mm_slli_epi32(q, 16))), a2);
-      a3 = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(s->x + c + 12), _mm_castsi128_ps(_mm_blend_epi16(zero, q, 0xaa))), a3);
+      // x is in the matching order (openelm's pairActivations)
+      a0 = accumulate(s->x + c, widen(r, f16, 0), a0, f16);
+      a1 = accumulate(s->x + c + 4, widen(r, f16, 1), a1, f16);
+      a2 = accumulate(s->x + c + 8, widen(q, f16, 0), a2, f16);
+      a3 = accumulate(s->x + c + 12, widen(q, f16, 1), a3, f16);
     }
     __m128 t = _mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3));
     t = _mm_hadd_ps(t, t);
@@ -45,24 +55,8 @@ __attribute__((target("avx2,fma"))) static void bf16x128(const Slice *s) {
   }
 }
 
-__attribute__((target("avx2,fma"))) static void f16x128(const Slice *s) {
-  const __m128i mask = _mm_set1_epi32((int)0x8fffe000); // sign, exponent and mantissa, as simd.ts's top16
-  for (size_t j = s->j0; j < s->j1; j++) {
-    const uint16_t *p = s->w + j * K;
-    __m128 a0 = _mm_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int c = 0; c < K; c += 16, p += 16) {
-      __m128i r = _mm_loadu_si128((const __m128i *)p), q = _mm_loadu_si128((const __m128i *)(p + 8));
-      IN_REGISTER(r); IN_REGISTER(q);
-      a0 = _mm_fmadd_ps(_mm_loadu_ps(s->x + c), _mm_castsi128_ps(_mm_and_si128(_mm_srai_epi32(_mm_slli_epi32(r, 16), 3), mask)), a0);
-      a1 = _mm_fmadd_ps(_mm_loadu_ps(s->x + c + 4), _mm_castsi128_ps(_mm_and_si128(_mm_srai_epi32(r, 3), mask)), a1);
-      a2 = _mm_fmadd_ps(_mm_loadu_ps(s->x + c + 8), _mm_castsi128_ps(_mm_and_si128(_mm_srai_epi32(_mm_slli_epi32(q, 16), 3), mask)), a2);
-      a3 = _mm_fmadd_ps(_mm_loadu_ps(s->x + c + 12), _mm_castsi128_ps(_mm_and_si128(_mm_srai_epi32(q, 3), mask)), a3);
-    }
-    __m128 t = _mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3));
-    t = _mm_hadd_ps(t, t);
-    s->out[j] = _mm_cvtss_f32(_mm_hadd_ps(t, t));
-  }
-}
+__attribute__((target("avx2,fma"))) static void bf16x128(const Slice *s) { x128(s, 0); }
+__attribute__((target("avx2,fma"))) static void f16x128(const Slice *s) { x128(s, 1); }
 
 __attribute__((target("avx2,fma"))) static void bf16x256(const Slice *s) {
   const __m256i zero = _mm256_setzero_si256();
