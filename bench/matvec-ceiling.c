@@ -4,8 +4,8 @@
 // WebAssembly has, and bf16 again with 256-bit AVX2 vectors, the width native peers use. THREADS threads
 // each take their rows of a [rows × 1280] matrix of MIB MiB (the 270M model's width), against one x.
 // Prints GB/s of weights for bf16 128-bit, f16 128-bit and bf16 256-bit, the median of PASSES passes each
-// (openelm's side, in bench/kernels.ts, is tinybench's mean), after checking each one's sums against a
-// plain loop.
+// after half a second of unmeasured ones (openelm's side, matvecFromMemory in bench/kernels.ts, takes the
+// median of 11 calls the same way), after checking each one's sums against a plain loop.
 // Usage: matvec-ceiling THREADS MIB PASSES (x86-64 with AVX2 only; elsewhere it exits with 2). Build with
 // -ffp-contract=off (npm run bench does): GCC would otherwise fuse the BF16 loop's multiply and add.
 #include <pthread.h>
