@@ -76,17 +76,16 @@ export async function kernelBenchmarks(threads: number): Promise<KernelRow[]> {
 }
 
 /**
- * GB/s of weights of decode's product over 256 MiB of BF16 and of F16 weights, 1280 wide (all from memory,
- * as bench/matvec-ceiling.c measures native code): the median of 11 calls.
+ * Decode's product over 256 MiB of BF16 and of F16 weights, 1280 wide (all from memory, as
+ * bench/matvec-ceiling.c measures native code), on `threads` threads, set up once: `measure` gives GB/s of
+ * weights, the median of 11 calls each; `close` stops the threads.
  */
-export async function matvecFromMemory(threads: number): Promise<{ bf16: number; f16: number }> {
+export async function matvecFromMemory(threads: number): Promise<{ measure(): { bf16: number; f16: number }; close(): Promise<void> }> {
   const { arena, kernels } = await createNodeKernels({ threads });
   const rows = Math.floor(2 ** 27 / D), bytes = 2 * rows * D, w = arena.alloc(bytes), x = arena.alloc(D * 4), out = arena.alloc(rows * 4);
   kernels.workspace(arena.alloc(1 << 16), 1 << 16); // x in the order the 16-bit loop reads it
   arena.bytes(w, bytes).fill(0x3c); // about 1 as f16, 0.01 as bf16: no subnormals
   arena.floats(x, D).fill(0.01);
-  // half a second unmeasured first, as bench/matvec-ceiling.c does: idle cores take that long to come up to speed
-  for (const start = performance.now(); performance.now() - start < 500; ) kernels.matmul(out, x, w, "bf16", 1, rows, D);
   const gbs = (dtype: "bf16" | "f16") => {
     const times: number[] = [];
     for (let i = 0; i < 11; i++) {
@@ -96,7 +95,12 @@ export async function matvecFromMemory(threads: number): Promise<{ bf16: number;
     }
     return bytes / times.sort((a, b) => a - b)[times.length >> 1]! / 1e6;
   };
-  const result = { bf16: gbs("bf16"), f16: gbs("f16") };
-  await kernels.close();
-  return result;
+  return {
+    measure: () => {
+      // half a second unmeasured first, as bench/matvec-ceiling.c does: idle cores take that long to come up to speed
+      for (const start = performance.now(); performance.now() - start < 500; ) kernels.matmul(out, x, w, "bf16", 1, rows, D);
+      return { bf16: gbs("bf16"), f16: gbs("f16") };
+    },
+    close: () => kernels.close(),
+  };
 }
